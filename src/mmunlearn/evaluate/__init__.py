@@ -1,0 +1,1 @@
+"""Evaluation: full-ranking utility, forgetting metrics, membership-inference and similarity audits."""

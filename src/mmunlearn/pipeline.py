@@ -1,0 +1,113 @@
+"""One-call entry points that tie data, models, training and checkpoints together.
+
+``prepare_data`` resolves a dataset name and supplies the content a backbone needs (synthetic only
+where no real content exists, and then loudly); ``train_and_save`` is what ``mmunlearn train`` runs;
+``load_data_and_model`` (RecBole's one-call loader) rebuilds a run's exact dataset from its
+metadata — including an applied forget request — and loads the model on any device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmunlearn.checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint
+from mmunlearn.config import option
+from mmunlearn.data.interactions import InteractionData
+from mmunlearn.evaluate.ranking import evaluate_split
+from mmunlearn.models.registry import MODELS, build_model
+from mmunlearn.train.trainer import TrainConfig, TrainResult, seed_everything, train
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How to rebuild a dataset exactly: stored in every checkpoint's metadata."""
+
+    dataset: str = option("baby", "named dataset (baby, synthetic, movielens-100k) or a folder/.inter path")
+    feature_seed: int = option(0, "seed of synthetic content, used only where real content is missing")
+    modalities: tuple[str, ...] = option((), "modalities the model needs; missing ones are synthesised")
+
+
+@dataclass
+class PreparedData:
+    data: InteractionData
+    spec: DataSpec
+    warnings: list[str] = field(default_factory=list)
+
+
+def required_modalities(model_name: str, model_cfg: Any) -> tuple[str, ...]:
+    model_cls = MODELS[model_name][0]
+    if not model_cls.modality_aware:
+        return ()
+    return tuple(getattr(model_cfg, "modalities", ("image", "text")))
+
+
+def prepare_data(spec: DataSpec) -> PreparedData:
+    from mmunlearn.data.features import ensure_modalities
+    from mmunlearn.data.registry import load_dataset
+
+    data = load_dataset(spec.dataset)
+    warnings: list[str] = []
+    if spec.modalities:
+        data, warnings = ensure_modalities(data, spec.modalities, seed=spec.feature_seed)
+    return PreparedData(data=data, spec=spec, warnings=warnings)
+
+
+def provenance_lines(data: InteractionData) -> list[str]:
+    if not data.modalities:
+        return ["content: none (graph only)"]
+    return [f"content {m.describe()}" for m in data.modalities.values()]
+
+
+@dataclass
+class TrainedRun:
+    meta: dict[str, Any]
+    result: TrainResult
+    test: dict[str, float]
+    valid: dict[str, float]
+
+
+def train_and_save(prepared: PreparedData, model_name: str, model_cfg: Any, train_cfg: TrainConfig,
+                   out: Path, *, show_progress: bool = True) -> TrainedRun:
+    """Train on ``prepared.data`` with early stopping on valid, evaluate test once, save the run."""
+    seed_everything(train_cfg.seed)
+    data = prepared.data
+    model = build_model(model_name, data, model_cfg)
+    result = train(model, data, train_cfg, show_progress=show_progress)
+    valid = evaluate_split(model, data, "valid")
+    test = evaluate_split(model, data, "test")
+    meta = save_checkpoint(
+        out, model, data, model_config=model_cfg, train_config=train_cfg,
+        metrics={"valid": valid, "test": test, "best_epoch": result.best_epoch,
+                 "epochs_run": result.epochs_run, "train_seconds": result.seconds},
+        extra={"data_spec": _spec_record(prepared.spec), "history": result.history,
+               "content_warnings": prepared.warnings},
+    )
+    return TrainedRun(meta=meta, result=result, test=test, valid=valid)
+
+
+def _spec_record(spec: DataSpec) -> dict[str, Any]:
+    return {"dataset": spec.dataset, "feature_seed": spec.feature_seed, "modalities": list(spec.modalities)}
+
+
+def data_for_run(meta: dict[str, Any]) -> InteractionData:
+    """The exact dataset a run was made on: its base dataset, content, and any applied request."""
+    rec = meta["data_spec"]
+    spec = DataSpec(dataset=rec["dataset"], feature_seed=int(rec["feature_seed"]),
+                    modalities=tuple(rec["modalities"]))
+    data = prepare_data(spec).data
+    request = meta.get("request")
+    if request is not None:
+        from mmunlearn.data.requests import ForgetRequest, apply_request
+
+        data = apply_request(data, ForgetRequest.from_dict(request)).retain
+    return data
+
+
+def load_data_and_model(run_dir: Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a run folder's dataset and model in one call (weights mapped to ``device``)."""
+    meta = read_meta(Path(run_dir))
+    return load_checkpoint(Path(run_dir), data_for_run(meta), device=device)

@@ -1,0 +1,1 @@
+"""Training: BPR with vectorised negative sampling and early stopping on validation."""

@@ -1,0 +1,121 @@
+"""The BPR training loop with early stopping on *validation* Recall@20.
+
+Test is never looked at here: the caller evaluates test once, at the best-valid state this returns.
+On Amazon data validation plateaus right after the first epochs, so early stopping may only fire after
+``min_epochs``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from mmunlearn.config import option
+from mmunlearn.data.interactions import InteractionData
+from mmunlearn.evaluate.ranking import evaluate_split
+from mmunlearn.models.base import Recommender
+from mmunlearn.progress import progress_bar
+from mmunlearn.train.sampling import bpr_batches
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = option(300, "maximum training epochs")
+    batch_size: int = option(2048, "BPR batch size (pairs)")
+    lr: float = option(1e-3, "Adam learning rate")
+    lr_decay: float = option(1.0, "multiply the learning rate by this every lr_decay_every epochs (MGCN: 0.96)")
+    lr_decay_every: int = option(50, "epochs between learning-rate decays")
+    min_epochs: int = option(30, "early stopping may not fire before this epoch (validation plateaus early)")
+    patience: int = option(20, "stop after this many evaluations without a new best valid score")
+    eval_every: int = option(1, "evaluate on valid every N epochs")
+    valid_metric: str = option("recall@20", "validation metric used for model selection")
+    seed: int = option(0, "seed for initialisation and sampling")
+    device: str = option("cpu", "torch device: cpu or cuda")
+    threads: int = option(2, "torch intra-op threads (see docs/BENCHMARKS.md for why this default)")
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_valid: dict[str, float]
+    epochs_run: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # legacy global RNG, only for third-party code; ours uses Generators
+
+
+def configure_runtime(cfg: TrainConfig) -> torch.device:
+    torch.set_num_threads(max(1, cfg.threads))
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from mmunlearn.errors import InputError
+
+        raise InputError("--device cuda requested but torch.cuda.is_available() is False")
+    return device
+
+
+def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, data: InteractionData,
+                batch_size: int, rng: np.random.Generator, device: torch.device) -> float:
+    """One shuffled pass over the training pairs; returns the mean batch loss."""
+    model.train()
+    total, n = 0.0, 0
+    for users, pos, neg in bpr_batches(data.train, batch_size, rng):
+        u = torch.as_tensor(users, device=device)
+        p = torch.as_tensor(pos, device=device)
+        ng = torch.as_tensor(neg, device=device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.loss(u, p, ng)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+        n += 1
+    return total / max(n, 1)
+
+
+def train(model: Recommender, data: InteractionData, cfg: TrainConfig, *, show_progress: bool = True,
+          on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Train ``model`` in place and leave it at its best-valid state."""
+    device = configure_runtime(cfg)
+    model.to(device)
+    rng = np.random.default_rng(cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+    best_score, best_epoch, best_valid = -np.inf, 0, {}
+    best_state = copy.deepcopy(model.state_dict())
+    history: list[dict[str, float]] = []
+    since_best = 0
+    start = time.perf_counter()
+    epoch = 0
+    with progress_bar(total=cfg.epochs, desc=f"train {model.name}", enabled=show_progress) as bar:
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            loss = train_epoch(model, optimizer, data, cfg.batch_size, rng, device)
+            scheduler.step()
+            record = {"epoch": epoch, "loss": loss, "train_seconds": time.perf_counter() - t0}
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                valid = evaluate_split(model, data, "valid", ks=(10, 20, 50))
+                score = valid[cfg.valid_metric]
+                record["valid_" + cfg.valid_metric] = score
+                if score > best_score:
+                    best_score, best_epoch, best_valid, since_best = score, epoch, valid, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    since_best += 1
+            history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+            bar.update(1, loss=f"{loss:.4f}", best=f"{best_score:.4f}@{best_epoch}")
+            if epoch >= cfg.min_epochs and since_best >= cfg.patience:
+                break
+    model.load_state_dict(best_state)
+    return TrainResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=epoch,
+                       seconds=time.perf_counter() - start, history=history)
