@@ -1,0 +1,1 @@
+"""Benchmarks: the unlearning experiment grid, its report, and speed/memory measurements."""

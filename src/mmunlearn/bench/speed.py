@@ -1,0 +1,95 @@
+"""Speed and memory of the backbones: seconds per training epoch, per full evaluation pass, peak RSS.
+
+Each measurement runs in a fresh subprocess so its peak RSS is its own (``ru_maxrss`` never goes
+down within a process). Timings are wall-clock medians over a few epochs after one warm-up epoch;
+they are only meaningful on an otherwise idle machine, and the thread count is part of the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SpeedCase:
+    dataset: str
+    model: str
+    threads: int = 1
+    epochs: int = 3
+    batch_size: int = 2048
+    device: str = "cpu"
+    eval_passes: int = 3
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure(case: SpeedCase) -> dict[str, Any]:
+    """Run in *this* process: build data and model, time epochs and evaluation passes."""
+    from mmunlearn.evaluate.ranking import evaluate_split
+    from mmunlearn.models.registry import build_model, model_config
+    from mmunlearn.pipeline import DataSpec, prepare_data, required_modalities
+    from mmunlearn.train.trainer import seed_everything, train_epoch
+
+    torch.set_num_threads(case.threads)
+    seed_everything(0)
+    cfg = model_config(case.model)
+    t0 = time.perf_counter()
+    prepared = prepare_data(DataSpec(dataset=case.dataset, modalities=required_modalities(case.model, cfg)))
+    data = prepared.data
+    device = torch.device(case.device)
+    model = build_model(case.model, data, cfg).to(device)
+    setup = time.perf_counter() - t0
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    epoch_times = []
+    for _ in range(case.epochs + 1):  # first epoch is warm-up
+        t = time.perf_counter()
+        train_epoch(model, opt, data, case.batch_size, rng, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_times.append(time.perf_counter() - t)
+    eval_times = []
+    for _ in range(case.eval_passes):
+        t = time.perf_counter()
+        evaluate_split(model, data, "test")
+        eval_times.append(time.perf_counter() - t)
+    return {
+        **asdict(case),
+        "n_users": data.n_users, "n_items": data.n_items, "train_pairs": int(data.train.nnz),
+        "content": {n: m.provenance for n, m in data.modalities.items()},
+        "setup_seconds": setup,
+        "epoch_seconds_median": statistics.median(epoch_times[1:]),
+        "epoch_seconds_all": epoch_times,
+        "eval_seconds_median": statistics.median(eval_times),
+        "peak_rss_mib": _peak_rss_mib(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.system()}",
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def measure_in_subprocess(case: SpeedCase) -> dict[str, Any]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(case.threads), MKL_NUM_THREADS=str(case.threads))
+    proc = subprocess.run([sys.executable, "-m", "mmunlearn.bench.speed", json.dumps(asdict(case))],
+                          capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"speed case {case} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(SpeedCase(**json.loads(sys.argv[1])))))
