@@ -38,18 +38,43 @@ class PreparedData:
     warnings: list[str] = field(default_factory=list)
 
 
-def required_modalities(model_name: str, model_cfg: Any) -> tuple[str, ...]:
-    model_cls = MODELS[model_name][0]
-    if not model_cls.modality_aware:
+#: what a content-aware backbone gets on a dataset without any content (synthetic, said loudly)
+DEFAULT_CONTENT = ("image", "text")
+
+
+def required_modalities(model_name: str, model_cfg: Any, data: InteractionData) -> tuple[str, ...]:
+    """The modalities ``model_name`` will read from ``data``.
+
+    Graph-only backbones need none. A content-aware backbone takes its config's ``modalities``, or —
+    when that is empty, meaning "whatever the data has" — the data's own modalities, or
+    :data:`DEFAULT_CONTENT` where the data has none (those are then synthesised).
+    """
+    if not MODELS[model_name][0].modality_aware:
         return ()
-    return tuple(getattr(model_cfg, "modalities", ("image", "text")))
+    configured = tuple(getattr(model_cfg, "modalities", ()) or ())
+    return configured or tuple(data.modalities) or DEFAULT_CONTENT
 
 
 def prepare_data(spec: DataSpec) -> PreparedData:
-    from mmunlearn.data.features import ensure_modalities
+    """Load ``spec.dataset`` and make sure ``spec.modalities`` exist (synthetic only where missing)."""
     from mmunlearn.data.registry import load_dataset
 
-    data = load_dataset(spec.dataset)
+    return _with_content(load_dataset(spec.dataset), spec)
+
+
+def prepare_for_model(dataset: str, feature_seed: int, model_name: str, model_cfg: Any) -> PreparedData:
+    """Load a dataset with the content ``model_name`` needs; the returned spec rebuilds it exactly."""
+    from mmunlearn.data.registry import load_dataset
+
+    data = load_dataset(dataset)
+    spec = DataSpec(dataset=dataset, feature_seed=feature_seed,
+                    modalities=required_modalities(model_name, model_cfg, data))
+    return _with_content(data, spec)
+
+
+def _with_content(data: InteractionData, spec: DataSpec) -> PreparedData:
+    from mmunlearn.data.features import ensure_modalities
+
     warnings: list[str] = []
     if spec.modalities:
         data, warnings = ensure_modalities(data, spec.modalities, seed=spec.feature_seed)

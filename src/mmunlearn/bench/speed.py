@@ -41,14 +41,14 @@ def measure(case: SpeedCase) -> dict[str, Any]:
     """Run in *this* process: build data and model, time epochs and evaluation passes."""
     from mmunlearn.evaluate.ranking import evaluate_split
     from mmunlearn.models.registry import build_model, model_config
-    from mmunlearn.pipeline import DataSpec, prepare_data, required_modalities
+    from mmunlearn.pipeline import prepare_for_model
     from mmunlearn.train.trainer import seed_everything, train_epoch
 
     torch.set_num_threads(case.threads)
     seed_everything(0)
     cfg = model_config(case.model)
     t0 = time.perf_counter()
-    prepared = prepare_data(DataSpec(dataset=case.dataset, modalities=required_modalities(case.model, cfg)))
+    prepared = prepare_for_model(case.dataset, 0, case.model, cfg)
     data = prepared.data
     device = torch.device(case.device)
     model = build_model(case.model, data, cfg).to(device)

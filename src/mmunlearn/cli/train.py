@@ -16,9 +16,8 @@ from mmunlearn.models.registry import MODELS, model_config
 from mmunlearn.pipeline import (
     DataSpec,
     load_data_and_model,
-    prepare_data,
+    prepare_for_model,
     provenance_lines,
-    required_modalities,
     train_and_save,
 )
 from mmunlearn.train.trainer import TrainConfig
@@ -59,9 +58,7 @@ def train(dataset, model_name, out, config_file, epochs, batch_size, lr, min_epo
                                    "device": device, "threads": threads}))
     spec = build(DataSpec, (where, data_section),
                  ("command line", {"dataset": dataset, "feature_seed": feature_seed}))
-    spec = build(DataSpec, ("resolved", {"dataset": spec.dataset, "feature_seed": spec.feature_seed,
-                                         "modalities": list(required_modalities(model_name, mcfg))}))
-    prepared = prepare_data(spec)
+    prepared = prepare_for_model(spec.dataset, spec.feature_seed, model_name, mcfg)
     for warning in prepared.warnings:
         click.secho(f"WARNING: {warning}", fg="yellow", err=True)
     click.echo(f"dataset {prepared.data.name}: {prepared.data.n_users} users, {prepared.data.n_items} items")

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+
+from mmunlearn.bench.grid import GridConfig, grid_config, read_cells, run_grid
+from mmunlearn.errors import InputError
+from tests.bench.conftest import tiny_config
+
+
+def _stats(out):
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted((out / "cells").rglob("*.json"))}
+
+
+def test_tiny_grid_writes_cells_csv_md_and_plots(tmp_path):
+    out = tmp_path / "res"
+    cfg = tiny_config(methods=["rebuild", "tru"], select=True)
+    res = run_grid(cfg, out, show_progress=False)
+    names = sorted(p.name for p in (out / "cells" / "synthetic" / "lightgcn" / "user" / "s0").iterdir())
+    assert names == ["rebuild.json", "ref-original.json", "ref-retrain-noise.json", "ref-retrain.json", "tru.json"]
+    assert len(res.computed) == 5 and res.skipped == 0
+    cell = json.loads((out / "cells/synthetic/lightgcn/user/s0/tru.json").read_text())
+    row = cell["row"]
+    for key in ("recall@20", "ndcg@20", "gap", "ks", "forget_recall@20", "seconds", "speedup", "noise_gap",
+                "mia_member_rate", "mia_auc", "mia_member_rate_retrain", "user_member_rate",
+                "user_member_rate_retrain", "cka_user", "cka_item", "cka_user_noise", "jaccard", "jaccard_noise"):
+        assert key in row, key
+    assert set(cell["audits"]) == {"mia", "user_attack", "cka", "overlap"}
+    assert sum(cell["histogram"]["counts"]) == cell["histogram"]["n"] == cell["request"]["forget_pairs"]
+    assert cell["log"]["method"] == "tru"
+    assert "proxy" in cell["selection"]["rule"] and len(cell["selection"]["grid"]) > 1  # retrain-free selection
+    assert cell["context"]["dataset"]["modalities"]["image"]["provenance"] == "synthetic"
+    # originals and Retrain are checkpoints, shared by the methods
+    assert (out / "models/synthetic/lightgcn/original-s0/meta.json").is_file()
+    assert len(list((out / "models/synthetic/lightgcn/retrain").glob("*/meta.json"))) == 2
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["hash"] == cfg.hash() and grid["config"]["epochs"] == 2
+    csv_lines = (out / "results.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + 5
+    md = (out / "results.md").read_text()
+    assert "## synthetic · lightgcn · user regime" in md and "| tru | 1 |" in md and "*Retrain*" in md
+    assert "SYNTHETIC" in md and "machine:" in md and "date:" in md and "ratio: 5%" in md
+    assert "not run (needs both tru and mmrecun" in md
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert [p.name.split("__")[-1] for p in pngs] == ["percentiles.png", "seconds.png", "tradeoff.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_different_config_is_refused_unless_extend_with_superset(tmp_path):
+    out = tmp_path / "res"
+    base = dict(mia=False, user_attack=False, cka=False, overlap=False)
+    run_grid(tiny_config(**base), out, show_progress=False, report=False)
+    before = _stats(out)
+    bigger = tiny_config(methods=["rebuild", "rebuild-reset"], **base)
+    with pytest.raises(InputError, match="different grid") as err:
+        run_grid(bigger, out, show_progress=False, report=False)
+    assert "\n" not in str(err.value) and "--extend" in str(err.value)
+    changed = tiny_config(epochs=3, methods=["rebuild", "rebuild-reset"], **base)
+    with pytest.raises(InputError, match="superset"):
+        run_grid(changed, out, extend=True, show_progress=False, report=False)
+    res = run_grid(bigger, out, extend=True, show_progress=False, report=False)
+    assert [c.method for c in res.computed] == ["rebuild-reset"]
+    after = _stats(out)
+    assert {p: s for p, s in after.items() if p in before} == before  # finished cells untouched
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["hash"] == bigger.hash() and len(grid["history"]) == 1
+    # the same grid again: nothing to do, nothing rewritten
+    res = run_grid(bigger, out, show_progress=False, report=False)
+    assert res.computed == [] and _stats(out) == after
+
+
+def test_config_layers_and_validation(tmp_path):
+    from mmunlearn.bench.grid import file_layer
+    from tests.bench.conftest import write_toml
+
+    path = write_toml(tmp_path / "g.toml", epochs=5)
+    cfg = grid_config(file_layer(path), ("command line", {"epochs": 3, "model_sets": ["lightgcn.dim=16"]}))
+    assert cfg.epochs == 3  # CLI > file
+    assert cfg.model_sets == ("lightgcn.dim=16", "lightgcn.n_layers=1")  # merged, canonical
+    assert GridConfig().seeds == (0, 1, 2) and GridConfig().ratio == 0.05  # documented defaults
+    with pytest.raises(InputError, match="retrain"):
+        tiny_config(methods=["retrain"])
+    with pytest.raises(InputError, match="unknown regime"):
+        tiny_config(regimes=["users"])
+    with pytest.raises(InputError, match="unknown GridConfig key"):
+        grid_config(("x", {"epoch": 3}))
+    # reordering an axis is the same grid
+    assert tiny_config(methods=["tru", "rebuild"]).hash() == tiny_config(methods=["rebuild", "tru"]).hash()
+
+
+def test_read_cells_ignores_nothing_finished(tmp_path):
+    out = tmp_path / "res"
+    run_grid(tiny_config(mia=False, user_attack=False), out, show_progress=False, report=False)
+    assert {c["cell"]["method"] for c in read_cells(out)} == {"rebuild", "ref-retrain", "ref-retrain-noise",
+                                                              "ref-original"}
