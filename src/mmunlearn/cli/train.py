@@ -45,18 +45,17 @@ def train(dataset, model_name, out, config_file, epochs, batch_size, lr, min_epo
     """Train a backbone with early stopping on valid Recall@20; evaluate test once at the best epoch."""
     file_cfg = load_config_file(config_file)
     where = str(config_file)
-    data_section = dict(file_cfg.get("data", {}))
-    model_name = model_name or data_section.pop("model", None) or file_cfg.get("model", {}).get("name") \
-        or "lightgcn"
+    model_name = model_name or file_cfg.get("model", {}).get("name") or "lightgcn"
     if model_name not in MODELS:
         raise InputError(f"unknown model {model_name!r}; available: {sorted(MODELS)}")
     model_file = {k: v for k, v in file_cfg.get("model", {}).items() if k != "name"}
     mcfg = model_config(model_name, (where, model_file), ("--set", parse_sets(sets)))
-    tcfg = build(TrainConfig, (where, file_cfg.get("train", {})),
+    model_defaults = {"lr": MODELS[model_name][0].recommended_lr}
+    tcfg = build(TrainConfig, (f"defaults of {model_name}", model_defaults), (where, file_cfg.get("train", {})),
                  ("command line", {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                                    "min_epochs": min_epochs, "patience": patience, "seed": seed,
                                    "device": device, "threads": threads}))
-    spec = build(DataSpec, (where, data_section),
+    spec = build(DataSpec, (where, file_cfg.get("data", {})),
                  ("command line", {"dataset": dataset, "feature_seed": feature_seed}))
     prepared = prepare_for_model(spec.dataset, spec.feature_seed, model_name, mcfg)
     for warning in prepared.warnings:

@@ -54,6 +54,9 @@ class Recommender(nn.Module, ABC):
     name: ClassVar[str] = "base"
     #: whether the model uses item content; graph-only models ignore ``data.modalities``
     modality_aware: ClassVar[bool] = False
+    #: the backbone's own learning-rate default (per-model config, as in RecBole/MMRec): sits between
+    #: ``TrainConfig``'s default and a config file / CLI flag; ``None`` keeps ``TrainConfig.lr``
+    recommended_lr: ClassVar[float | None] = None
 
     def __init__(self, data: InteractionData, config: Any) -> None:
         super().__init__()
