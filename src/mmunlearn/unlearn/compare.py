@@ -1,0 +1,161 @@
+"""Compare unlearning methods on one request against Retrain and its second-seed noise floor.
+
+:func:`compare_methods` is what ``scripts/unlearn_table.py`` and the benchmark run: for one applied
+request it trains (or loads from ``cache_dir``) Retrain with the run seed and with a second seed, selects
+each method's hyper-parameters with the retrain-free rule (``selection.py``; never test, never Retrain),
+runs the selected configuration, evaluates everything with ``evaluate/forgetting.py`` and returns table
+rows (dicts), also rendered as Markdown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmunlearn.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from mmunlearn.data.requests import AppliedRequest
+from mmunlearn.evaluate.forgetting import ForgetEval, evaluate_forgetting, result_row
+from mmunlearn.models.base import Recommender
+from mmunlearn.train.trainer import TrainConfig
+from mmunlearn.unlearn.base import UnlearnContext, build_method
+
+DEFAULT_METHODS = ("rebuild", "rebuild-reset", "finetune", "neggrad", "mmrecun", "tru", "tru-no-gate",
+                   "tru-no-scaling", "tru-no-isolation")
+
+
+@dataclass
+class Comparison:
+    rows: list[dict[str, Any]]
+    request: dict[str, Any]
+    selection: dict[str, Any] = field(default_factory=dict)
+    logs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request": self.request, "rows": self.rows, "selection": self.selection, "logs": self.logs}
+
+
+def _config_key(ctx: UnlearnContext) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    train = {k: v for k, v in asdict(ctx.train_config).items() if k not in ("threads", "device", "seed")}
+    return {"model": ctx.model_name, "model_config": asdict(ctx.model_config), "train_config": train}
+
+
+def retrain_cached(ctx: UnlearnContext, seed: int, cache_dir: Path | None) -> tuple[Recommender, float, dict]:
+    """Retrain with ``seed`` on the request's retain data; reuse ``cache_dir/retrain-<hash>-s<seed>``.
+
+    A cached model is reused only if it was trained with the same backbone, model config and training
+    config (threads/device aside) on the same retain data (the checkpoint's fingerprint check).
+    """
+    import hashlib
+    import json
+
+    key = _config_key(ctx)
+    folder = None
+    if cache_dir is not None:
+        base = Path(cache_dir) / f"retrain-{ctx.applied.request.hash[:16]}-s{seed}"
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        for folder in (base, base.with_name(base.name + f"-{digest}")):
+            if not (folder / "meta.json").is_file():
+                break
+            meta = read_meta(folder)
+            if meta.get("unlearn", {}).get("config_key", key) == json.loads(json.dumps(key, default=str)):
+                ck = load_checkpoint(folder, ctx.retain, device=ctx.device)
+                return ck.model, float(meta["unlearn"]["seconds"]), meta["unlearn"]["log"]
+    sub = UnlearnContext(original=ctx.original, applied=ctx.applied, model_name=ctx.model_name,
+                         model_config=ctx.model_config, train_config=ctx.train_config, seed=seed,
+                         device=ctx.device, show_progress=ctx.show_progress)
+    res = build_method("retrain").run(sub)
+    if folder is not None:
+        save_checkpoint(folder, res.model, ctx.retain, model_config=ctx.model_config,
+                        train_config=ctx.train_config,
+                        extra={"unlearn": {"method": "retrain", "seconds": res.seconds, "log": res.log,
+                                           "request_hash": ctx.applied.request.hash, "config_key": key}})
+    return res.model, res.seconds, res.log
+
+
+def compare_methods(original: Recommender, applied: AppliedRequest, *, model_name: str, model_config: Any,
+                    train_config: TrainConfig, methods: Sequence[str] = DEFAULT_METHODS, seed: int = 0,
+                    noise_seed: int | None = None, select: bool = True, cache_dir: Path | None = None,
+                    device: str = "cpu", configs: dict[str, Any] | None = None,
+                    on_row: Any = None) -> Comparison:
+    """Rows for every method (plus ``original``, ``retrain`` and ``retrain (seed s')``) on one request.
+
+    ``configs`` maps a method name to a fixed config (skips selection for it); ``select=False`` runs the
+    defaults. Selection uses only valid data and the retrain-free proxy.
+    """
+    from mmunlearn.unlearn.selection import Selector
+
+    ctx = UnlearnContext(original=original, applied=applied, model_name=model_name, model_config=model_config,
+                         train_config=train_config, seed=seed, device=device)
+    noise_seed = seed + 1 if noise_seed is None else noise_seed
+    retrain, retrain_seconds, retrain_log = retrain_cached(ctx, seed, cache_dir)
+    noise, noise_seconds, _ = retrain_cached(ctx, noise_seed, cache_dir)
+    ref = evaluate_forgetting(retrain, applied)
+    noise_ev = evaluate_forgetting(noise, applied)
+    rows: list[dict[str, Any]] = []
+    logs: dict[str, Any] = {"retrain": retrain_log}
+    selection: dict[str, Any] = {}
+
+    def add(name: str, ev: ForgetEval, seconds: float, extra: dict[str, Any] | None = None) -> None:
+        row = result_row(name, ev, retrain=ref, noise=noise_ev, seconds=seconds,
+                         retrain_seconds=retrain_seconds, extra=extra)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    add("retrain", ref, retrain_seconds, {"epochs": retrain_log.get("epochs_run")})
+    add(f"retrain (seed {noise_seed})", noise_ev, noise_seconds)
+    add("original (no unlearning)", evaluate_forgetting(original, applied), 0.0)
+    selector = Selector(ctx) if select else None
+    for name in methods:
+        t0 = time.perf_counter()
+        if configs and name in configs:
+            sel = {"rule": "fixed config"}
+            res = build_method(name, configs[name]).run(ctx)
+        elif selector is not None:
+            _cfg, sel, res = selector.select(name)
+        else:
+            sel = {"rule": "defaults"}
+            res = build_method(name).run(ctx)
+        sel_seconds = time.perf_counter() - t0
+        ev = evaluate_forgetting(res.model, applied)
+        selection[name] = {**sel, "selection_seconds": sel_seconds}
+        logs[name] = res.log
+        add(name, ev, res.seconds, {"config": res.log.get("config"), "selection_seconds": sel_seconds})
+        del res
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return Comparison(rows=rows, request={"hash": applied.request.hash, "regime": applied.request.regime,
+                                          "sampling": applied.request.sampling, **applied.counts()},
+                      selection=selection, logs=logs)
+
+
+COLUMNS = (("method", "method", "{}"), ("recall@20", "R@20", "{:.4f}"), ("ndcg@20", "N@20", "{:.4f}"),
+           ("ndcg@20_vs_retrain", "N@20/RT", "{:.3f}"), ("forget_pct_mean", "pct", "{:.3f}"),
+           ("gap", "gap", "{:+.3f}"), ("ks", "KS", "{:.3f}"), ("forget_recall@20", "fR@20", "{:.4f}"),
+           ("seconds", "s", "{:.2f}"), ("speedup", "×RT", "{:.0f}"))
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of result rows (utility on test outside the request, forgetting vs Retrain, cost)."""
+    head = "| " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    sep = "|" + "|".join("---" if k == "method" else "---:" for k, _, _ in COLUMNS) + "|"
+    lines = [head, sep]
+    for row in rows:
+        cells = []
+        for key, _, fmt in COLUMNS:
+            v = row.get(key)
+            if v is None or (isinstance(v, float) and v != v) or key == "speedup" and (v == float("inf") or row.get("seconds", 0) == 0):
+                cells.append("–")
+            else:
+                cells.append(fmt.format(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+__all__ = ["compare_methods", "Comparison", "retrain_cached", "markdown_table", "DEFAULT_METHODS"]

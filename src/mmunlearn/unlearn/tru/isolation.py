@@ -1,0 +1,76 @@
+"""Capacity-aware layer isolation — touch only what carries the deletion.
+
+Per named parameter group ℓ (the backbone's ``parameter_groups()``), on probe batches:
+
+    S_ℓ = mean(g_f²) / (mean(g_r²) + ε)
+
+(g_f: gradient of the gated forget loss, g_r: of the retain BPR loss; means over the group's entries).
+The groups are ranked by S_ℓ and the *smallest* set whose sensitivities add up to a fraction ``p`` of
+the total is updated; every other group is frozen (not even read by the optimiser: bit-identical).
+Inside embedding tables (``embedding_tables()``) only the rows the deletion touched are updated — the
+users and items of D_f, plus ``hops`` rings of retain-graph neighbours — so the update's cost and its
+footprint follow |D_f|, not the table size (TRU's SGD keeps no optimiser state at all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+@dataclass
+class ActiveSet:
+    """What TRU may update: parameter names, and for embedding tables the row indices."""
+
+    params: list[str]
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        return {"groups": list(self.groups), "sensitivity": dict(self.sensitivity),
+                "rows": {k: int(len(v)) for k, v in self.rows.items()}}
+
+
+def group_sensitivity(grads_f: dict[str, torch.Tensor], grads_r: dict[str, torch.Tensor],
+                      groups: dict[str, list[str]], eps: float = 1e-20) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for gname, members in groups.items():
+        num = sum(float(grads_f[n].double().pow(2).sum()) for n in members if n in grads_f)
+        den = sum(float(grads_r[n].double().pow(2).sum()) for n in members if n in grads_r)
+        size = sum(int(grads_f[n].numel()) for n in members if n in grads_f) or 1
+        out[gname] = (num / size) / (den / size + eps)
+    return out
+
+
+def select_groups(sensitivity: dict[str, float], coverage: float) -> list[str]:
+    """Smallest set of groups (by decreasing S) whose S adds up to ``coverage`` of the total."""
+    total = sum(v for v in sensitivity.values() if np.isfinite(v))
+    if total <= 0:
+        return []
+    chosen, acc = [], 0.0
+    for name, value in sorted(sensitivity.items(), key=lambda kv: -kv[1]):
+        if acc >= coverage * total - 1e-12:
+            break
+        chosen.append(name)
+        acc += value
+    return chosen
+
+
+def touched_rows(forget_users: np.ndarray, forget_items: np.ndarray, retain_train: sp.csr_matrix,
+                 hops: int) -> tuple[np.ndarray, np.ndarray]:
+    """Users/items of D_f plus ``hops`` rings of neighbours in the retain graph."""
+    users, items = np.unique(forget_users), np.unique(forget_items)
+    csc = retain_train.tocsc()
+    for _ in range(max(hops, 0)):
+        new_items = np.unique(retain_train[users].indices) if len(users) else np.zeros(0, np.int64)
+        new_users = np.unique(csc[:, items].indices) if len(items) else np.zeros(0, np.int64)
+        users = np.union1d(users, new_users)
+        items = np.union1d(items, new_items)
+    return users.astype(np.int64), items.astype(np.int64)
+
+
+__all__ = ["ActiveSet", "group_sensitivity", "select_groups", "touched_rows"]

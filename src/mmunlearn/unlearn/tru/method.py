@@ -1,0 +1,371 @@
+"""TRU — Targeted Reverse Update, our formulation (SPEC §4; docs/TRU.md has the formulas and switches).
+
+1. **Exact part** (``exact.py``): deep copy, graphs rebuilt without D_f, rows of fully deleted users and
+   items re-initialised, deleted item rows moved to the negative-only prior.
+2. **Targets** (``unlearn/targets.py``): a retrain-free rank-percentile target r* for every deleted pair.
+3. **Gated reverse updates** (``gate.py``) — a few full passes over D_f with plain SGD on summed terms:
+   - deleted interaction (u, i): ``w_ui · softplus(s_ui − s_uj)`` (reverse BPR against a random negative
+     j that stays put);
+   - fully deleted item i: the same term with the user side detached, so only the item moves (under
+     Retrain it is only ever a negative), gated per item;
+   - fully deleted user, only when ``reset`` is off: reverse BPR gated per user (a reset user is exact);
+   w = 2σ((r* − r)/τ) − 1 is refreshed before every step from the current percentiles: positive above
+   the target (push), 0 at it, negative past it (pull back: two-sided). The loop stops when the pushed
+   pairs' mean percentile is within ``tol`` of the mean target; the step is halved whenever that mean
+   gap changes sign.
+4. **Collateral damage**: every embedding-row step is preconditioned by (I + β·H)⁻¹, H the normalised
+   second moment of the other side's final embeddings, so the push moves the deleted pair's score but few
+   other scores of that row (``precondition``); optional score anchoring holds the touched rows' other
+   scores at their start values (``anchor_weight``, off by default: stiff).
+5. **Branch scaling** (``scaling.py``) multiplies the reverse gradient of each modality branch by c_b.
+6. **Layer isolation** (``isolation.py``) restricts the update to the most deletion-sensitive groups and,
+   inside embedding tables, to the rows D_f touches.
+
+Without the gate (ablation ``tru-no-gate``) every weight is 1 and the loop runs exactly ``epochs`` passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from mmunlearn.config import option
+from mmunlearn.models.base import Recommender
+from mmunlearn.train.sampling import pair_keys, sample_negatives
+from mmunlearn.unlearn.base import UnlearnContext, UnlearnMethod, register_method, seeded_rng
+from mmunlearn.unlearn.reverse import RetainSampler
+from mmunlearn.unlearn.targets import (
+    KIND_ITEM,
+    KIND_PAIR,
+    KIND_USER,
+    ProxyTarget,
+    TargetConfig,
+    build_targets,
+)
+from mmunlearn.unlearn.tru.exact import exact_part
+from mmunlearn.unlearn.tru.gate import gate_stats, gate_weights
+from mmunlearn.unlearn.tru.isolation import ActiveSet, group_sensitivity, select_groups, touched_rows
+from mmunlearn.unlearn.tru.scaling import branch_of, branch_ratios, branch_scales
+
+
+@dataclass(frozen=True)
+class TRUConfig:
+    # --- switches (each ablation turns one of the first three off) ---
+    gate: bool = option(True, "ranking fusion gate: two-sided weights towards the retrain-free target and "
+                              "stop there (off: weight 1, exactly `epochs` passes)")
+    scaling: bool = option(True, "branch-wise modality scaling of the reverse gradient")
+    isolation: bool = option(True, "capacity-aware layer isolation (sensitive groups, touched rows only)")
+    reset: bool = option(True, "exact part: re-initialise rows of fully deleted users/items")
+    item_prior: bool = option(True, "exact part: move deleted item rows to the never-positive items' mean row")
+    # --- gate and loop ---
+    tau: float = option(0.05, "gate temperature on rank percentiles (|w| = 0.46 at |r* − r| = τ)")
+    tol: float = option(0.005, "stop when |mean percentile − mean target| of the pushed pairs is below this")
+    lr: float = option(50.0, "SGD step on the summed per-pair terms (large because the preconditioner "
+                             "damps the step by about 1/β along the directions most scores share)")
+    backoff: float = option(0.5, "multiply the step by this when the mean gap changes sign")
+    epochs: int = option(20, "maximum passes over D_f (exactly this many without the gate)")
+    batch_size: int = option(16384, "deleted pairs per step (the default is one full-batch step per pass)")
+    max_rel_step: float = option(0.02, "cap on a shared (non-table) weight's step, relative to its norm")
+    # --- anchoring ---
+    anchor_weight: float = option(0.0, "weight of score anchoring: touched users'/items' scores on sampled "
+                                       "non-deleted items/users stay at their start values (squared error)")
+    anchor_sample: int = option(512, "items (users) sampled once per touched user (item) for anchoring")
+    precondition: float = option(100.0, "β of the score-preserving preconditioner (I + β·H)⁻¹ on embedding-row "
+                                      "steps, H the normalised second moment of the other side's final "
+                                      "embeddings (0 = off)")
+    # --- scaling ---
+    c_min: float = option(0.25, "lower clip of the branch scale c_b")
+    c_max: float = option(2.0, "upper clip of the branch scale c_b")
+    # --- isolation ---
+    coverage: float = option(0.9, "share p of total sensitivity the updated groups must cover")
+    row_hops: int = option(0, "rings of retain-graph neighbours added to the touched embedding rows")
+    # --- targets ---
+    item_buckets: int = option(10, "item-popularity buckets of the valid-pair reference")
+    min_user_valid: int = option(3, "users with at least this many valid pairs are their own reference")
+    valid_sample: int = option(8000, "valid pairs scored for the bucket reference (cost O(sample))")
+    rank_sample: int = option(1024, "items sampled once to estimate rank percentiles (0 = all items)")
+
+    def target_config(self) -> TargetConfig:
+        return TargetConfig(item_buckets=self.item_buckets, min_user_valid=self.min_user_valid,
+                            valid_sample=self.valid_sample, rank_sample=self.rank_sample)
+
+
+class TRU(UnlearnMethod):
+    name = "tru"
+    config_cls = TRUConfig
+
+    @staticmethod
+    def _forget_loss(u_emb, i_emb, tg: ProxyTarget, idx: np.ndarray, w: np.ndarray, neg: np.ndarray,
+                     device) -> torch.Tensor:
+        """Σ w · softplus(s_ui − s_uj) over pairs; item-kind pairs move only the item side."""
+        t = lambda a, dt=torch.long: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
+        pu, pi, pj = t(tg.pairs[idx, 0]), t(tg.pairs[idx, 1]), t(neg)
+        item_only = t(tg.kind[idx] == KIND_ITEM, torch.bool)[:, None]
+        fu = u_emb[pu]
+        fu = torch.where(item_only, fu.detach(), fu)
+        d = (fu * i_emb[pi]).sum(-1) - (fu * i_emb[pj].detach()).sum(-1)  # the negative is a reference point
+        return (t(w[idx], torch.float32) * F.softplus(d)).sum()
+
+    def _run(self, ctx: UnlearnContext) -> tuple[Recommender, dict[str, Any]]:
+        cfg = self.config
+        device = torch.device(ctx.device)
+        rng = seeded_rng(ctx, 23)
+        model, log = exact_part(ctx, reset=cfg.reset, item_prior=cfg.item_prior)
+        applied = ctx.applied
+        tg = build_targets(model, applied, cfg.target_config(), seed=ctx.seed)
+        log["targets"] = tg.summary()
+        # a reset user *is* a fresh user: its pairs are at their target by construction
+        push = tg.kind != KIND_USER if cfg.reset else np.ones(len(tg.pairs), dtype=bool)
+        pushed = np.flatnonzero(push)
+        groups = np.where(tg.kind == KIND_PAIR, -1 - np.arange(len(tg.pairs)),
+                          np.where(tg.kind == KIND_ITEM, tg.group, tg.group + applied.retain.n_items))
+        orig_keys = pair_keys(applied.original.train)
+        named = dict(model.named_parameters())
+        trainable = [n for n, p in named.items() if p.requires_grad]
+        tables = model.embedding_tables()
+        branches = branch_of(model)
+        model.eval()  # targeted edits, not training: no dropout/sampling noise between measure and update
+
+        def refresh(u_emb, i_emb) -> tuple[np.ndarray, np.ndarray]:
+            w = np.zeros(len(tg.pairs))
+            r = tg.percentiles_from(u_emb, i_emb, push)
+            w[push] = gate_weights(r, tg.target[push], cfg.tau, groups[push]) if cfg.gate else 1.0
+            return r, w
+
+        def negatives(idx: np.ndarray) -> np.ndarray:
+            return sample_negatives(tg.pairs[idx, 0], applied.original.train, rng, keys=orig_keys)
+
+        # ----- probe: sensitivities (isolation) and branch ratios (scaling) -------------------------
+        u_emb, i_emb = model.propagate()
+        r, w = refresh(u_emb.detach(), i_emb.detach())
+        l_f = self._forget_loss(u_emb, i_emb, tg, pushed, w, negatives(pushed), device) / max(len(pushed), 1)
+        grads_f, grads_r = self._probe(model, u_emb, i_emb, l_f, applied, rng, trainable, device)
+        del u_emb, i_emb, l_f
+        sens = group_sensitivity(grads_f, grads_r, model.parameter_groups())
+        forget_users = np.unique(tg.pairs[push & (tg.kind != KIND_ITEM), 0])
+        forget_items = np.unique(tg.pairs[push, 1])
+        if cfg.isolation:
+            groups_on = select_groups(sens, cfg.coverage)
+            pgroups = model.parameter_groups()
+            params_on = [n for g in groups_on for n in pgroups[g]]
+            users_on, items_on = touched_rows(forget_users, forget_items, applied.retain.train, cfg.row_hops)
+            rows = {n: (users_on if tables[n] == "user" else items_on) for n in params_on if n in tables}
+        else:
+            groups_on, params_on, rows = list(model.parameter_groups()), trainable, {}
+        active = ActiveSet(params=params_on, rows=rows, sensitivity=sens, groups=groups_on)
+        ratios = branch_ratios(grads_f, grads_r, branches)
+        scales = branch_scales(ratios, cfg.c_min, cfg.c_max) if cfg.scaling else {b: 1.0 for b in ratios}
+        log["isolation"] = active.describe()
+        log["branch_ratios"], log["branch_scales"] = ratios, scales
+        del grads_f, grads_r
+
+        anchor = _Anchor.build(model, tg, applied, params_on, tables, cfg.anchor_sample, rng, device) \
+            if cfg.anchor_weight > 0 and params_on and push.any() else None
+        if anchor is not None:
+            log["anchor"] = anchor.describe()
+
+        # ----- the updates -----------------------------------------------------------------------------
+        active_params = [named[n] for n in params_on]
+        scale_of = [scales.get(branches.get(n, "id"), 1.0) for n in params_on]
+        row_idx = [torch.as_tensor(rows[n], device=device) if n in rows else None for n in params_on]
+        is_table = [n in tables for n in params_on]
+        precond = _preconditioners(model, tables, params_on, cfg.precondition, rng, device) \
+            if cfg.precondition > 0 else {}
+        pre_of = [precond.get(n) for n in params_on]
+        split = any(abs(c - 1.0) > 1e-12 for c in scale_of)
+        epochs_log: list[dict[str, Any]] = []
+        steps, stopped, lr, prev_gap = 0, "epochs", cfg.lr, None
+        last_good: list[torch.Tensor] | None = None
+        for epoch in range(cfg.epochs + 1):
+            u_emb, i_emb = model.propagate()
+            if not (torch.isfinite(u_emb).all() and torch.isfinite(i_emb).all()):
+                if last_good is None or lr < 1e-6:
+                    stopped = "diverged"
+                    break
+                with torch.no_grad():  # a step blew up: undo it and retry with half the step
+                    for p, saved in zip(active_params, last_good, strict=True):
+                        p.copy_(saved)
+                lr *= cfg.backoff
+                last_good = None
+                u_emb, i_emb = model.propagate()
+            r, w = refresh(u_emb.detach(), i_emb.detach())
+            stats = gate_stats(w[push], r, tg.target[push])
+            stats.update({"epoch": epoch, "steps": steps, "lr": lr})
+            epochs_log.append(stats)
+            if not active_params or not push.any():
+                stopped = "nothing to update"
+                break
+            if cfg.gate:
+                if abs(stats["gap"]) <= cfg.tol:
+                    stopped = "target reached"
+                    break
+                if prev_gap is not None and np.sign(stats["gap"]) != np.sign(prev_gap):
+                    lr *= cfg.backoff
+                prev_gap = stats["gap"]
+            if epoch == cfg.epochs:
+                break
+            order = rng.permutation(pushed)
+            for k in range(0, len(order), cfg.batch_size):
+                if k > 0:
+                    u_emb, i_emb = model.propagate()
+                idx = order[k:k + cfg.batch_size]
+                l_f = self._forget_loss(u_emb, i_emb, tg, idx, w, negatives(idx), device)
+                l_a = cfg.anchor_weight * anchor.loss(u_emb, i_emb) if anchor is not None else None
+                if split:  # the reverse gradient is scaled per branch, the anchor's is not
+                    g_f = torch.autograd.grad(l_f, active_params, retain_graph=l_a is not None, allow_unused=True)
+                    g_a = torch.autograd.grad(l_a, active_params, allow_unused=True) if l_a is not None \
+                        else [None] * len(active_params)
+                    grads = [_combine(gf, ga, c) for gf, ga, c in zip(g_f, g_a, scale_of, strict=True)]
+                else:
+                    grads = torch.autograd.grad(l_f if l_a is None else l_f + l_a, active_params,
+                                                allow_unused=True)
+                with torch.no_grad():
+                    last_good = [p.detach().clone() for p in active_params]
+                    for p, g, ridx, table, pre in zip(active_params, grads, row_idx, is_table, pre_of,
+                                                      strict=True):
+                        if g is None:
+                            continue
+                        if pre is not None:
+                            g = g @ pre
+                        if not table:
+                            # a shared (dense) weight gets every pair's term while an embedding row only gets
+                            # its own pairs': the summed terms are averaged for shared weights, and the step
+                            # is capped at max_rel_step of the weight's norm (a trust region, as in LARS)
+                            step = (lr / max(len(idx), 1)) * g
+                            cap = cfg.max_rel_step * float(p.norm()) / (float(step.norm()) + 1e-12)
+                            p.sub_(step * min(1.0, cap))
+                        elif ridx is None:
+                            p.sub_(lr * g)
+                        elif len(ridx):
+                            p[ridx] -= lr * g[ridx]
+                steps += 1
+        log.update({"epochs": epochs_log, "steps": steps, "stopped": stopped})
+        return model, log
+
+    def _probe(self, model: Recommender, u_emb, i_emb, l_f: torch.Tensor, applied, rng, names: list[str],
+               device) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per-parameter gradients of the (gated, mean) forget loss and of a retain BPR sample."""
+        params = [dict(model.named_parameters())[n] for n in names]
+        n_f = max(int(applied.forget.nnz), 1)
+        ru, rp, rn = RetainSampler(applied.retain.train).sample(min(n_f, 16384), rng)
+        t = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
+        fu = u_emb[t(ru)]
+        l_r = -F.logsigmoid((fu * i_emb[t(rp)]).sum(-1) - (fu * i_emb[t(rn)]).sum(-1)).mean()
+        g_f = torch.autograd.grad(l_f, params, retain_graph=True, allow_unused=True)
+        g_r = torch.autograd.grad(l_r, params, allow_unused=True)
+        fill = lambda gs: {n: (g if g is not None else torch.zeros_like(p))  # noqa: E731
+                           for n, g, p in zip(names, gs, params, strict=True)}
+        return fill(g_f), fill(g_r)
+
+
+@torch.no_grad()
+def _preconditioners(model, tables: dict[str, str], params_on: list[str], beta: float, rng, device,
+                     sample: int = 4096) -> dict[str, torch.Tensor]:
+    """(I + β·H)⁻¹ per embedding table: H = E[f fᵀ] of the *other* side's final embeddings, scaled to unit
+    mean eigenvalue. A row step g·(I + βH)⁻¹ keeps the direction that moves the deleted pair's score but
+    damps the directions along which most other scores of that row would move."""
+    u_emb, i_emb = model.final_embeddings()
+    out = {}
+    for name in params_on:
+        kind = tables.get(name)
+        if kind is None:
+            continue
+        other = i_emb if kind == "user" else u_emb
+        if other.shape[0] > sample:
+            other = other[torch.as_tensor(rng.choice(other.shape[0], size=sample, replace=False), device=device)]
+        h = other.T @ other / other.shape[0]
+        h = h / (torch.trace(h) / h.shape[0]).clamp_min(1e-12)
+        out[name] = torch.linalg.inv(torch.eye(h.shape[0], device=device, dtype=h.dtype) + beta * h)
+    return out
+
+
+def _combine(gf, ga, scale: float):
+    if gf is None and ga is None:
+        return None
+    out = torch.zeros_like(gf if gf is not None else ga)
+    if gf is not None:
+        out += scale * gf
+    if ga is not None:
+        out += ga
+    return out
+
+
+@dataclass
+class _Anchor:
+    """Score anchoring: the touched users' scores on a fixed item sample (and the touched items' scores
+    for a fixed user sample) keep their start values, except on the deleted pairs themselves.
+
+    ``mean_j (s_uj − s⁰_uj)²`` per anchored row, summed over rows: the reverse push may only move the
+    deleted pair's score, not the rest of the user's ranking — what Retrain leaves unchanged too.
+    """
+
+    users: torch.Tensor
+    items_for_users: torch.Tensor
+    s0_users: torch.Tensor
+    mask_users: torch.Tensor
+    items: torch.Tensor
+    users_for_items: torch.Tensor
+    s0_items: torch.Tensor
+    mask_items: torch.Tensor
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, model, tg: ProxyTarget, applied, params_on: list[str], tables: dict[str, str], m: int,
+              rng: np.random.Generator, device) -> _Anchor | None:
+        u_emb, i_emb = model.final_embeddings()
+        kinds_pair = tg.kind == KIND_PAIR
+        on_user = any(tables.get(n) == "user" for n in params_on)
+        on_item = any(tables.get(n) == "item" for n in params_on)
+        users = np.unique(tg.pairs[kinds_pair, 0]) if on_user else np.zeros(0, np.int64)
+        items = np.unique(tg.pairs[kinds_pair, 1]) if on_item else np.zeros(0, np.int64)
+        if len(users) == 0 and len(items) == 0:
+            return None
+        n_items = applied.retain.n_items
+        cand_i = np.sort(rng.choice(n_items, size=min(m, n_items), replace=False))
+        alive = np.flatnonzero(np.diff(applied.retain.train.indptr) > 0)
+        cand_u = np.sort(rng.choice(alive, size=min(m, len(alive)), replace=False))
+        fkeys = np.sort(tg.pairs[:, 0] * n_items + tg.pairs[:, 1])
+
+        def block(rows_u, cols_i):
+            s0 = u_emb[torch.as_tensor(rows_u, device=device)] @ i_emb[torch.as_tensor(cols_i, device=device)].T
+            return s0
+
+        from mmunlearn.train.sampling import contains
+
+        s0_u = block(users, cand_i) if len(users) else torch.zeros(0, len(cand_i), device=device)
+        mu = ~contains(fkeys, np.repeat(users, len(cand_i)), np.tile(cand_i, len(users)), n_items)
+        s0_i = block(cand_u, items).T.contiguous() if len(items) else torch.zeros(0, len(cand_u), device=device)
+        mi = ~contains(fkeys, np.tile(cand_u, len(items)), np.repeat(items, len(cand_u)), n_items)
+        t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+        return cls(users=t(users), items_for_users=t(cand_i), s0_users=s0_u,
+                   mask_users=t(mu.reshape(len(users), len(cand_i)).astype(np.float32)),
+                   items=t(items), users_for_items=t(cand_u), s0_items=s0_i,
+                   mask_items=t(mi.reshape(len(items), len(cand_u)).astype(np.float32)))
+
+    def loss(self, u_emb: torch.Tensor, i_emb: torch.Tensor) -> torch.Tensor:
+        total = u_emb.sum() * 0.0
+        if len(self.users):
+            s = u_emb[self.users] @ i_emb[self.items_for_users].detach().T  # anchors the user rows only
+            total = total + ((s - self.s0_users).pow(2) * self.mask_users).mean(1).sum()
+        if len(self.items):
+            s = (u_emb[self.users_for_items].detach() @ i_emb[self.items].T).T  # anchors the item rows only
+            total = total + ((s - self.s0_items).pow(2) * self.mask_items).mean(1).sum()
+        return total
+
+    def describe(self) -> dict[str, int]:
+        return {"users": int(len(self.users)), "items": int(len(self.items)),
+                "items_per_user": int(len(self.items_for_users)), "users_per_item": int(len(self.users_for_items))}
+
+
+register_method("tru", TRU, TRUConfig, "Targeted Reverse Update: exact part + gated, scaled, isolated reverse "
+                                       "updates to retrain-free rank targets")
+register_method("tru-no-gate", TRU, TRUConfig, "TRU without the ranking gate (uniform reverse weight, fixed "
+                                               "epochs)", preset={"gate": False, "epochs": 3, "lr": 10.0})
+register_method("tru-no-scaling", TRU, TRUConfig, "TRU without branch-wise modality scaling",
+                preset={"scaling": False})
+register_method("tru-no-isolation", TRU, TRUConfig, "TRU without layer isolation (all groups, all rows)",
+                preset={"isolation": False})

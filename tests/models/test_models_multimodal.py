@@ -1,0 +1,158 @@
+"""MGCN- and MIG-GT-specific behaviour: modality handling, options, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmunlearn.data.features import synthetic_modality
+from mmunlearn.data.interactions import InteractionData
+from mmunlearn.errors import InputError
+from mmunlearn.models.mgcn import MGCN, MGCNConfig
+from mmunlearn.models.miggt import MIGGT, MIGGTConfig, parse_hops
+
+from .conftest import train_steps
+
+CONTENT_MODELS = [(MGCN, MGCNConfig), (MIGGT, MIGGTConfig)]
+
+
+@pytest.mark.parametrize(("cls", "cfg"), CONTENT_MODELS)
+def test_no_modalities_is_an_input_error(cls, cfg, planted: InteractionData) -> None:
+    with pytest.raises(InputError, match="synthetic"):
+        cls(planted.with_modalities({}), cfg())
+
+
+@pytest.mark.parametrize(("cls", "cfg"), CONTENT_MODELS)
+def test_missing_requested_modality_is_an_input_error(cls, cfg, planted: InteractionData) -> None:
+    with pytest.raises(InputError, match="audio"):
+        cls(planted, cfg(modalities=("image", "audio")))
+
+
+@pytest.mark.parametrize(("cls", "cfg"), CONTENT_MODELS)
+@pytest.mark.parametrize("names", [("text",), ("image", "text", "audio")])
+def test_any_number_of_modalities(cls, cfg, names, planted: InteractionData) -> None:
+    mods = dict(planted.modalities)
+    mods["audio"] = synthetic_modality("audio", planted.n_items, 24, seed=5)
+    data = planted.with_modalities({n: mods[n] for n in names})
+    model = cls(data, cfg())
+    model.check_groups()
+    assert set(model.modality_branches()) == {"id", *names}
+    losses = train_steps(model, data, epochs=3, lr=1e-2)
+    assert np.isfinite(losses).all()
+
+
+def test_mgcn_frozen_features_have_no_feature_parameters(planted: InteractionData) -> None:
+    model = MGCN(planted, MGCNConfig(train_features=False))
+    model.check_groups()
+    assert not any(n.startswith("features.") for n, _ in model.named_parameters())
+    assert not any("features" in k for k in model.state_dict())  # content is not checkpointed
+    assert np.shares_memory(model._frozen["image"].numpy(), planted.modalities["image"].values)
+    assert set(model.embedding_tables()) == {"user_emb", "item_emb"}
+    train_steps(model, planted, epochs=1, lr=1e-2)
+
+
+def test_mgcn_reset_restores_raw_content_rows(planted: InteractionData) -> None:
+    model = MGCN(planted, MGCNConfig())
+    train_steps(model, planted, epochs=2, lr=1e-2)
+    raw = planted.modalities["image"].values
+    assert not np.allclose(model.features["image"][5].detach().numpy(), raw[5])
+    model.reset_rows(np.array([], dtype=np.int64), np.array([5]))
+    np.testing.assert_array_equal(model.features["image"][5].detach().numpy(), raw[5])
+
+
+def test_mgcn_knn_graph_leaves_out_items_without_training_history(planted: InteractionData) -> None:
+    model = MGCN(planted, MGCNConfig())
+    item = int(planted.train.indices[0])
+    knn = model._graphs["knn.image"].to_dense()
+    assert knn[item].abs().sum() > 0
+    reduced = planted.train.tolil()
+    reduced[:, item] = 0
+    reduced = reduced.tocsr()
+    reduced.eliminate_zeros()
+    model.rebuild_graphs(reduced)
+    knn = model._graphs["knn.image"].to_dense()
+    assert knn[item].abs().sum() == 0 and knn[:, item].abs().sum() == 0
+    keep = MGCN(planted, MGCNConfig(knn_drop_cold=False))
+    keep.rebuild_graphs(reduced)
+    assert keep._graphs["knn.image"].to_dense()[item].abs().sum() > 0
+
+
+def test_mgcn_directed_knn_option(planted: InteractionData) -> None:
+    model = MGCN(planted, MGCNConfig(knn_symmetric=False))
+    assert "knn_t.image" in model._graphs
+    assert np.isfinite(train_steps(model, planted, epochs=2, lr=1e-2)).all()
+
+
+def test_parse_hops() -> None:
+    assert parse_hops("id=4,text=2,image=1", ["id", "text"], 2) == {"id": 4, "text": 2}
+    assert parse_hops("id=3", ["id", "audio"], 1) == {"id": 3, "audio": 1}
+    for bad in ("text=2", "id=-1", "id=x", "id"):
+        with pytest.raises(InputError):
+            parse_hops(bad, ["id"], 2)
+
+
+def test_miggt_evaluation_is_deterministic_and_training_is_not(planted: InteractionData) -> None:
+    model = MIGGT(planted, MIGGTConfig())
+    a, b = model.final_embeddings(), model.final_embeddings()
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1])
+    model.train()
+    u = torch.arange(4)
+    assert not torch.equal(model.batch_terms(u, u, u).pos, model.batch_terms(u, u, u).pos)  # dropout, sampling
+
+
+@pytest.mark.parametrize("overrides", [{"hops": "id=2,text=2,image=0"}, {"n_samples": 0}, {"item_id_embedding": True},
+                                       {"edge_dropout": 0.0, "rp_dim": 0}])
+def test_miggt_variants_train(overrides: dict, planted: InteractionData) -> None:
+    model = MIGGT(planted, MIGGTConfig(**overrides))
+    model.check_groups()
+    losses = train_steps(model, planted, epochs=3, lr=1e-2)
+    assert np.isfinite(losses).all()
+
+
+def test_miggt_zero_hop_branch_gives_users_nothing(planted: InteractionData) -> None:
+    model = MIGGT(planted, MIGGTConfig(hops="id=2,text=0,image=0", n_samples=0, out_dropout=0.0))
+    model.eval()
+    inputs = model._branch_inputs()
+    assert model._diffuse(inputs["text"], 0)[: planted.n_users].abs().sum() == 0
+
+
+def test_miggt_random_projection_narrows_wide_modalities(planted: InteractionData) -> None:
+    wide = synthetic_modality("image", planted.n_items, 600, seed=1)
+    data = planted.with_modalities({"image": wide, "text": planted.modalities["text"]})
+    model = MIGGT(data, MIGGTConfig(rp_dim=64))
+    assert model._feats["image"].shape == (planted.n_items, 64)
+    assert model._feats["text"].shape == (planted.n_items, planted.modalities["text"].dim)
+
+
+def test_info_nce_matches_cross_entropy_and_survives_retain_graph() -> None:
+    from torch.nn import functional as F
+
+    from mmunlearn.models.mgcn import info_nce
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(30, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(30, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    ref = F.cross_entropy(F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / 0.2, torch.arange(30))
+    got = info_nce(a, b, 0.2)
+    torch.testing.assert_close(got, ref)
+    for x, y in zip(torch.autograd.grad(ref, (a, b)), torch.autograd.grad(got, (a, b), retain_graph=True), strict=True):
+        torch.testing.assert_close(x, y)
+    torch.autograd.grad(got, (a,))  # a second backward through the same graph
+    assert torch.autograd.gradcheck(lambda x, y: info_nce(x, y, 0.2), (a, b))
+
+
+def test_fast_dropout_rate_and_expectation() -> None:
+    from mmunlearn.models.miggt import fast_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = fast_dropout(x, 0.3, True)
+    assert abs(float((y == 0).float().mean()) - 77 / 256) < 0.005  # p quantised to 1/256
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    assert fast_dropout(x, 0.3, False) is x and fast_dropout(x, 0.0, True) is x
+    torch.manual_seed(1)
+    a = fast_dropout(x, 0.5, True)
+    torch.manual_seed(1)
+    torch.testing.assert_close(fast_dropout(x, 0.5, True), a)  # reproducible under torch.manual_seed

@@ -1,0 +1,93 @@
+"""Fixtures for the unlearning tests: a small planted dataset and a briefly trained LightGCN on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from mmunlearn.data.interactions import InteractionData
+from mmunlearn.data.requests import apply_request, sample_request
+from mmunlearn.data.synthetic import SyntheticConfig, generate
+from mmunlearn.models.base import Recommender
+from mmunlearn.models.registry import build_model, model_config
+from mmunlearn.train.trainer import TrainConfig, seed_everything, train
+from mmunlearn.unlearn.base import UnlearnContext
+
+FAST_TRAIN = TrainConfig(epochs=4, min_epochs=1, patience=3, batch_size=512, lr=1e-2, threads=1, eval_every=2)
+
+
+@pytest.fixture(scope="session")
+def small_data() -> InteractionData:
+    return generate(SyntheticConfig(n_users=150, n_items=90, interactions_per_user=10, seed=3))
+
+
+@pytest.fixture(scope="session")
+def trained(small_data):
+    torch.set_num_threads(1)
+    seed_everything(0)
+    cfg = model_config("lightgcn", ("test", {"dim": 16, "n_layers": 2}))
+    model = build_model("lightgcn", small_data, cfg)
+    train(model, small_data, FAST_TRAIN, show_progress=False)
+    return model, cfg
+
+
+def make_ctx(trained, data, regime: str, ratio: float = 0.1, seed: int = 0) -> UnlearnContext:
+    model, cfg = trained
+    applied = apply_request(data, sample_request(data, regime, ratio, seed))
+    return UnlearnContext(original=model, applied=applied, model_name="lightgcn", model_config=cfg,
+                          train_config=FAST_TRAIN, seed=seed)
+
+
+class ToyMultimodal(Recommender):
+    """A minimal multimodal backbone for tests: ID tables + one Linear projection per modality.
+
+    item = id_item + W_image · image_feat + W_text · text_feat; user = id_user. No graph.
+    Branches: id (both tables), image (W_image), text (W_text).
+    """
+
+    name = "toy-mm"
+    modality_aware = True
+
+    def __init__(self, data: InteractionData, config=None, dim: int = 8) -> None:
+        super().__init__(data, config)
+        gen = torch.Generator().manual_seed(0)
+        self.user_emb = nn.Parameter(torch.randn(self.n_users, dim, generator=gen) * 0.1)
+        self.item_emb = nn.Parameter(torch.randn(self.n_items, dim, generator=gen) * 0.1)
+        self.image = nn.Linear(data.modalities["image"].dim, dim, bias=False)
+        self.text = nn.Linear(data.modalities["text"].dim, dim, bias=False)
+        self.register_buffer("img_feat", torch.as_tensor(data.modalities["image"].values))
+        self.register_buffer("txt_feat", torch.as_tensor(data.modalities["text"].values))
+
+    def propagate(self):
+        items = self.item_emb + self.image(self.img_feat) + self.text(self.txt_feat)
+        return self.user_emb, items
+
+    def rebuild_graphs(self, train: sp.csr_matrix) -> None:
+        self.rebuilt = int(train.nnz)
+
+    def parameter_groups(self):
+        return {"user_id": ["user_emb"], "item_id": ["item_emb"], "image_proj": ["image.weight"],
+                "text_proj": ["text.weight"]}
+
+    def modality_branches(self):
+        return {"id": ["user_emb", "item_emb"], "image": ["image.weight"], "text": ["text.weight"]}
+
+    def embedding_tables(self):
+        return {"user_emb": "user", "item_emb": "item"}
+
+
+@pytest.fixture(scope="session")
+def toy_trained(small_data):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = ToyMultimodal(small_data)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    from mmunlearn.train.trainer import train_epoch
+
+    rng = np.random.default_rng(0)
+    for _ in range(15):
+        train_epoch(model, opt, small_data, 512, rng, torch.device("cpu"))
+    return model

@@ -1,0 +1,47 @@
+"""The retrain-free selection rule and the comparison harness."""
+
+from __future__ import annotations
+
+from mmunlearn.unlearn.compare import compare_methods, markdown_table
+from mmunlearn.unlearn.selection import GRIDS, Selector, choose, grid_configs
+
+from .conftest import FAST_TRAIN, make_ctx
+
+
+def test_choose_min_proxy_among_admissible_then_max_valid():
+    scores = [{"D": 0.00, "V": 0.50, "seconds": 1},  # destructive: inadmissible (V < 0.9 * 1.0)
+              {"D": 0.050, "V": 0.99, "seconds": 1},
+              {"D": 0.020, "V": 0.95, "seconds": 1},
+              {"D": 0.023, "V": 0.97, "seconds": 1}]  # within the tie band of the best: higher V wins
+    assert choose(scores, v_ref=1.0) == 3
+    assert choose([{"D": 0.1, "V": 0.1, "seconds": 1}, {"D": 0.2, "V": 0.2, "seconds": 1}], v_ref=1.0) == 1
+
+
+def test_grids_cover_every_method_and_expand():
+    assert len(grid_configs("mmrecun")) == 4
+    assert len(grid_configs("rebuild")) == 1
+    assert {"tru", "tru-no-gate", "mmrecun", "neggrad", "finetune"} <= set(GRIDS)
+
+
+def test_selector_uses_valid_and_proxy_only(trained, small_data):
+    ctx = make_ctx(trained, small_data, "interaction")
+    sel = Selector(ctx)
+    cfg, report, res = sel.select("tru-no-gate")
+    assert len(report["grid"]) == 4 and 0 <= report["chosen"] < 4
+    assert {"D", "V", "proxy_mean", "target_mean"} <= set(report["grid"][0])
+    assert res.model is not None and cfg is not None
+
+
+def test_compare_methods_rows_and_markdown(trained, small_data, tmp_path):
+    ctx = make_ctx(trained, small_data, "item")
+    model, cfg = trained
+    comp = compare_methods(model, ctx.applied, model_name="lightgcn", model_config=cfg, train_config=FAST_TRAIN,
+                           methods=("rebuild-reset", "tru"), select=False, cache_dir=tmp_path)
+    names = [r["method"] for r in comp.rows]
+    assert names[:3] == ["retrain", "retrain (seed 1)", "original (no unlearning)"] and names[3:] == ["rebuild-reset",
+                                                                                                     "tru"]
+    assert comp.rows[0]["gap"] == 0.0 and "noise_gap" in comp.rows[3]
+    table = markdown_table(comp.rows)
+    assert table.count("\n") == len(comp.rows) + 1 and "| tru |" in table
+    # Retrain is cached: a second comparison reuses it
+    assert any(p.name.startswith("retrain-") for p in tmp_path.iterdir())
