@@ -7,13 +7,14 @@ On Amazon data validation plateaus right after the first epochs, so early stoppi
 
 from __future__ import annotations
 
-import copy
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from mmunlearn.config import option
 from mmunlearn.data.interactions import InteractionData
@@ -63,6 +64,29 @@ def configure_runtime(cfg: TrainConfig) -> torch.device:
     return device
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Fused Adam: one kernel per step instead of table-sized temporaries per step.
+
+    MGCN's trainable 4096-d image table makes those temporaries ~0.75 GB on Clothing (23k items).
+    """
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+
+
+class _BestState:
+    """The best-valid weights, kept on disk rather than as a second in-memory copy of the model."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="mmunlearn-best-")
+        self.path = f"{self._dir.name}/best.safetensors"
+
+    def save(self, model: torch.nn.Module) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, self.path)
+
+    def restore(self, model: torch.nn.Module) -> None:
+        model.load_state_dict(load_file(self.path, device="cpu"))
+        self._dir.cleanup()
+
+
 def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, data: InteractionData,
                 batch_size: int, rng: np.random.Generator, device: torch.device) -> float:
     """One shuffled pass over the training pairs; returns the mean batch loss."""
@@ -87,10 +111,11 @@ def train(model: Recommender, data: InteractionData, cfg: TrainConfig, *, show_p
     device = configure_runtime(cfg)
     model.to(device)
     rng = np.random.default_rng(cfg.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     best_score, best_epoch, best_valid = -np.inf, 0, {}
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = _BestState()
+    best_state.save(model)
     history: list[dict[str, float]] = []
     since_best = 0
     start = time.perf_counter()
@@ -107,7 +132,7 @@ def train(model: Recommender, data: InteractionData, cfg: TrainConfig, *, show_p
                 record["valid_" + cfg.valid_metric] = score
                 if score > best_score:
                     best_score, best_epoch, best_valid, since_best = score, epoch, valid, 0
-                    best_state = copy.deepcopy(model.state_dict())
+                    best_state.save(model)
                 else:
                     since_best += 1
             history.append(record)
@@ -116,6 +141,6 @@ def train(model: Recommender, data: InteractionData, cfg: TrainConfig, *, show_p
             bar.update(1, loss=f"{loss:.4f}", best=f"{best_score:.4f}@{best_epoch}")
             if epoch >= cfg.min_epochs and since_best >= cfg.patience:
                 break
-    model.load_state_dict(best_state)
+    best_state.restore(model)
     return TrainResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=epoch,
                        seconds=time.perf_counter() - start, history=history)
