@@ -30,16 +30,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from mmunlearn.cli import data, train
+    from mmunlearn.cli import bench, data, train, unlearn
 
     main.add_command(data.data)
-    for cmd in train.COMMANDS:
-        main.add_command(cmd)
-    for optional in ("unlearn", "bench"):
-        try:
-            module = __import__(f"mmunlearn.cli.{optional}", fromlist=["COMMANDS"])
-        except ModuleNotFoundError:
-            continue
+    for module in (train, unlearn, bench):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
 
