@@ -42,6 +42,16 @@ def test_any_number_of_modalities(cls, cfg, names, planted: InteractionData) -> 
     assert np.isfinite(losses).all()
 
 
+@pytest.mark.parametrize(("cls", "cfg"), CONTENT_MODELS)
+def test_awkward_modality_names_keep_groups_disjoint(cls, cfg, planted: InteractionData) -> None:
+    names = ("fuser", "user", "img", "img_hd")
+    data = planted.with_modalities({n: synthetic_modality(n, planted.n_items, 8, seed=i)
+                                    for i, n in enumerate(names)})
+    model = cls(data, cfg(hops="id=2") if cls is MIGGT else cfg())
+    model.check_groups()
+    assert set(model.modality_branches()) == {"id", *names}
+
+
 def test_mgcn_frozen_features_have_no_feature_parameters(planted: InteractionData) -> None:
     model = MGCN(planted, MGCNConfig(train_features=False))
     model.check_groups()

@@ -82,3 +82,18 @@ def test_methods_run_on_a_multimodal_backbone(toy_trained, small_data):
         res = build_method(name).run(ctx)
         assert res.model.rebuilt == applied.retain.train.nnz
         assert res.seconds > 0
+
+
+def test_tru_on_mgcn_with_feature_tables(small_data):
+    """MGCN's trainable feature tables are item-indexed but not in the scoring space: TRU must cope."""
+    mgcn = pytest.importorskip("mmunlearn.models.mgcn")
+    from mmunlearn.data.requests import apply_request, sample_request
+
+    torch.manual_seed(0)
+    cfg = mgcn.MGCNConfig()
+    model = mgcn.MGCN(small_data, cfg)
+    applied = apply_request(small_data, sample_request(small_data, "interaction", 0.1, 0))
+    ctx = UnlearnContext(original=model, applied=applied, model_name="mgcn", model_config=cfg)
+    res = build_method("tru", tol=0.0, epochs=2).run(ctx)
+    assert res.log["steps"] == 2 and set(res.log["branch_scales"]) >= {"id"}
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())

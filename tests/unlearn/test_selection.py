@@ -14,6 +14,8 @@ def test_choose_min_proxy_among_admissible_then_max_valid():
               {"D": 0.020, "V": 0.95, "seconds": 1},
               {"D": 0.023, "V": 0.97, "seconds": 1}]  # within the tie band of the best: higher V wins
     assert choose(scores, v_ref=1.0) == 3
+    # V within 1 % of the best among near-ties on D: the fastest wins
+    assert choose([{"D": 0.01, "V": 0.970, "seconds": 5}, {"D": 0.012, "V": 0.965, "seconds": 2}], 1.0) == 1
     assert choose([{"D": 0.1, "V": 0.1, "seconds": 1}, {"D": 0.2, "V": 0.2, "seconds": 1}], v_ref=1.0) == 1
 
 

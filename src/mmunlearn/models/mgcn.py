@@ -301,8 +301,9 @@ class MGCN(Recommender):
         purifier gate and preference gate."""
         groups = self.parameter_groups()
         branches = {"id": groups["user_embedding"] + groups["item_embedding"] + groups["fuser_attention"]}
-        for m in self.modality_names:
-            branches[m] = [n for g, names in groups.items() if g.startswith(f"{m}_") for n in names]
+        for m in self.modality_names:  # explicit names: a modality called "fuser" or "img"/"img_hd" is fine
+            parts = (f"{m}_features", f"{m}_projection", f"{m}_purifier", f"{m}_preference_gate")
+            branches[m] = [n for g in parts for n in groups.get(g, [])]
         return branches
 
     def embedding_tables(self) -> dict[str, str]:

@@ -13,8 +13,9 @@ The rule (docs/TRU.md §Selection):
    ``V_rebuild`` being the valid NDCG@20 of the zero-step ``rebuild`` model. The slack is loose on
    purpose: honest forgetting costs utility (the deleted data was useful), and how much is unknown
    without Retrain; the guard only rejects destructive configurations.
-4. Among admissible configurations take those within ``TIE`` (0.005) of the smallest ``D`` and pick the
-   one with the highest ``V`` (then the fastest). If none is admissible, take the highest ``V``.
+4. Among admissible configurations take those within ``TIE`` (0.005) of the smallest ``D``; among
+   those, the ones within ``V_TIE`` (1 %, about the sampling noise of valid NDCG@20 on Baby) of the best
+   ``V``, and of these the fastest. If none is admissible, take the highest ``V``.
 
 Methods without hyper-parameters (``rebuild``, ``rebuild-reset``, ``retrain``) have a one-point grid.
 """
@@ -33,6 +34,7 @@ from mmunlearn.unlearn.targets import ProxyTarget, build_targets
 
 UTILITY_SLACK = 0.10
 TIE = 0.005
+V_TIE = 0.01
 METRIC = "ndcg@20"
 
 #: the grid searched for each method (the method's preset and defaults fill everything else)
@@ -88,7 +90,7 @@ class Selector:
         chosen = choose([sc for _, sc, _ in candidates], self.v_rebuild)
         cfg, _, best_result = candidates[chosen]
         report = {"rule": f"min |proxy gap| s.t. valid NDCG@20 >= (1-{UTILITY_SLACK}) x rebuild; "
-                          f"ties ({TIE}) -> max valid",
+                          f"ties ({TIE}) -> valid within {V_TIE:.0%} of the best -> fastest",
                   "v_rebuild": self.v_rebuild, "chosen": chosen,
                   "grid": [{"config": {k: getattr(c, k) for k in GRIDS.get(name, {})}, **sc}
                            for c, sc, _ in candidates]}
@@ -102,7 +104,9 @@ def choose(scores: list[dict[str, float]], v_ref: float) -> int:
         return int(max(range(len(scores)), key=lambda k: scores[k]["V"]))
     d_min = min(scores[k]["D"] for k in ok)
     near = [k for k in ok if scores[k]["D"] <= d_min + TIE]
-    return int(max(near, key=lambda k: (scores[k]["V"], -scores[k]["seconds"])))
+    v_best = max(scores[k]["V"] for k in near)
+    good = [k for k in near if scores[k]["V"] >= (1.0 - V_TIE) * v_best]
+    return int(min(good, key=lambda k: scores[k]["seconds"]))
 
 
 def select_config(name: str, ctx: UnlearnContext, selector: Selector | None = None) -> tuple[Any, dict[str, Any]]:
@@ -112,4 +116,4 @@ def select_config(name: str, ctx: UnlearnContext, selector: Selector | None = No
     return cfg, report
 
 
-__all__ = ["GRIDS", "Selector", "choose", "grid_configs", "select_config", "UTILITY_SLACK", "TIE"]
+__all__ = ["GRIDS", "Selector", "choose", "grid_configs", "select_config", "UTILITY_SLACK", "TIE", "V_TIE"]

@@ -64,7 +64,7 @@ class TRUConfig:
     # --- gate and loop ---
     tau: float = option(0.05, "gate temperature on rank percentiles (|w| = 0.46 at |r* − r| = τ)")
     tol: float = option(0.005, "stop when |mean percentile − mean target| of the pushed pairs is below this")
-    lr: float = option(50.0, "SGD step on the summed per-pair terms (large because the preconditioner "
+    lr: float = option(100.0, "SGD step on the summed per-pair terms (large because the preconditioner "
                              "damps the step by about 1/β along the directions most scores share)")
     backoff: float = option(0.5, "multiply the step by this when the mean gap changes sign")
     epochs: int = option(20, "maximum passes over D_f (exactly this many without the gate)")
@@ -87,7 +87,7 @@ class TRUConfig:
     item_buckets: int = option(10, "item-popularity buckets of the valid-pair reference")
     min_user_valid: int = option(3, "users with at least this many valid pairs are their own reference")
     valid_sample: int = option(8000, "valid pairs scored for the bucket reference (cost O(sample))")
-    rank_sample: int = option(1024, "items sampled once to estimate rank percentiles (0 = all items)")
+    rank_sample: int = option(512, "items sampled once to estimate rank percentiles (0 = all items)")
 
     def target_config(self) -> TargetConfig:
         return TargetConfig(item_buckets=self.item_buckets, min_user_valid=self.min_user_valid,
@@ -269,11 +269,12 @@ def _preconditioners(model, tables: dict[str, str], params_on: list[str], beta: 
     mean eigenvalue. A row step g·(I + βH)⁻¹ keeps the direction that moves the deleted pair's score but
     damps the directions along which most other scores of that row would move."""
     u_emb, i_emb = model.final_embeddings()
+    params = dict(model.named_parameters())
     out = {}
     for name in params_on:
         kind = tables.get(name)
-        if kind is None:
-            continue
+        if kind is None or params[name].shape[1] != u_emb.shape[1]:
+            continue  # only tables that live in the scoring space (not e.g. raw feature tables)
         other = i_emb if kind == "user" else u_emb
         if other.shape[0] > sample:
             other = other[torch.as_tensor(rng.choice(other.shape[0], size=sample, replace=False), device=device)]
