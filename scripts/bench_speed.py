@@ -22,11 +22,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up epoch")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("results/speed.json"))
+    parser.add_argument("--no-clothing", action="store_true", help="skip the MGCN-on-Clothing memory case")
     args = parser.parse_args()
     cases = [SpeedCase(dataset="baby", model=m, threads=t, epochs=args.epochs, device=args.device)
              for t in args.threads for m in args.models]
     clothing = shared_dataset_path("amazon-clothing")
-    if clothing is not None:
+    if clothing is not None and not args.no_clothing:
         cases.append(SpeedCase(dataset=str(clothing), model="mgcn", threads=min(args.threads), epochs=1,
                                device=args.device, eval_passes=1))
     rows = []
