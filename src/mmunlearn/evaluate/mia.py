@@ -227,6 +227,19 @@ def _best_threshold(y: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
     return float(cand[best]), float(bal[best])
 
 
+
+def separation_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """ROC AUC of ``positives`` scored above ``negatives``; NaN when either side is empty."""
+    if len(positives) == 0 or len(negatives) == 0:
+        return float("nan")
+    y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+    return float(roc_auc_score(y, np.r_[positives, negatives]))
+
+
+def rate_at(probabilities: np.ndarray, threshold: float) -> float:
+    """Share of probabilities at or above ``threshold`` (the member rate); NaN when there are none."""
+    return float(np.mean(probabilities >= threshold)) if len(probabilities) else float("nan")
+
 @dataclass
 class MembershipAttack:
     """A fitted interaction-level attack plus what it measured about itself.
@@ -272,12 +285,8 @@ class MembershipAttack:
 
         0.5 means the model shows no membership trace on these pairs.
         """
-        pm = self.member_probability(model, data, members)
-        pn = self.member_probability(model, data, nonmembers)
-        if len(pm) == 0 or len(pn) == 0:
-            return float("nan")
-        y = np.r_[np.ones(len(pm)), np.zeros(len(pn))]
-        return float(roc_auc_score(y, np.r_[pm, pn]))
+        return separation_auc(self.member_probability(model, data, members),
+                              self.member_probability(model, data, nonmembers))
 
     def summary(self) -> dict[str, Any]:
         return {"classifier": self.kind, "threshold": self.threshold, "heldout_auc": self.heldout_auc,
@@ -369,12 +378,10 @@ def audit_forget_set(attack: MembershipAttack, model: Recommender, retain_data: 
     nu, ni = as_pairs(nonmember_pairs)
     pf = attack.member_probability(model, retain_data, (fu, fi))
     pn = attack.member_probability(model, retain_data, (nu, ni))
-    auc = float("nan")
-    if len(pf) and len(pn):
-        auc = float(roc_auc_score(np.r_[np.ones(len(pf)), np.zeros(len(pn))], np.r_[pf, pn]))
+    auc = separation_auc(pf, pn)
     return {
-        "member_rate_forget": float(np.mean(pf >= attack.threshold)) if len(pf) else float("nan"),
-        "member_rate_nonmember": float(np.mean(pn >= attack.threshold)) if len(pn) else float("nan"),
+        "member_rate_forget": rate_at(pf, attack.threshold),
+        "member_rate_nonmember": rate_at(pn, attack.threshold),
         "mean_member_prob_forget": float(pf.mean()) if len(pf) else float("nan"),
         "auc_forget_vs_nonmember": auc,
         "n_forget": int(len(pf)),

@@ -54,6 +54,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from mmunlearn.data.interactions import InteractionData
+from mmunlearn.evaluate.mia import rate_at, separation_auc
 from mmunlearn.evaluate.ranking import top_k
 
 if TYPE_CHECKING:  # evaluate/ sits below models/ and train/ in the layering: annotations only
@@ -167,11 +168,8 @@ class UserAttack:
     def auc(self, model: Recommender, data: InteractionData | sp.csr_matrix, members: np.ndarray,
             nonmembers: np.ndarray, history: sp.csr_matrix) -> float:
         """ROC-AUC of the attack separating ``members`` from ``nonmembers`` under ``model`` (0.5 = no trace)."""
-        pm = self.member_probability(model, data, members, history)
-        pn = self.member_probability(model, data, nonmembers, history)
-        if len(pm) == 0 or len(pn) == 0:
-            return float("nan")
-        return float(roc_auc_score(np.r_[np.ones(len(pm)), np.zeros(len(pn))], np.r_[pm, pn]))
+        return separation_auc(self.member_probability(model, data, members, history),
+                              self.member_probability(model, data, nonmembers, history))
 
     def summary(self) -> dict[str, Any]:
         return {"mf_dim": int(self.item_vectors.shape[1]), "k": self.k, "heldout_auc": self.heldout_auc,
@@ -273,13 +271,10 @@ def audit_forget_users(attack: UserAttack, model: Recommender, retain_data: Inte
         retained_users = np.sort(rng.choice(active, size=min(max_retained, len(active)), replace=False))
     pf = attack.member_probability(model, retain_data, forget_users, history)
     pr = attack.member_probability(model, retain_data, retained_users, history)
-    auc = float("nan")
-    if len(pf) and len(pr):
-        auc = float(roc_auc_score(np.r_[np.ones(len(pr)), np.zeros(len(pf))], np.r_[pr, pf]))
     return {
-        "member_rate_forget": float(np.mean(pf >= attack.threshold)) if len(pf) else float("nan"),
-        "member_rate_retained": float(np.mean(pr >= attack.threshold)) if len(pr) else float("nan"),
-        "auc_retained_vs_forget": auc,
+        "member_rate_forget": rate_at(pf, attack.threshold),
+        "member_rate_retained": rate_at(pr, attack.threshold),
+        "auc_retained_vs_forget": separation_auc(pr, pf),
         "n_forget": int(len(pf)),
         "n_retained": int(len(pr)),
         "attack": attack.summary(),
