@@ -137,3 +137,20 @@ def test_csr_matmul_matches_dense_with_empty_rows(dtype: torch.dtype) -> None:
     dense = torch.tensor(a.toarray(), dtype=dtype)
     torch.testing.assert_close(G.csr_matmul(adj, x), dense @ x)
     torch.testing.assert_close(G.csr_matmul(adj.to_sparse_coo(), x), dense @ x)  # fallback path
+
+
+def test_mean_propagation_matches_layer_sum_and_its_gradient() -> None:
+    rng = np.random.default_rng(3)
+    r = sp.random(12, 9, density=0.3, random_state=4, format="csr")
+    adj = G.ui_adjacency(r)
+    dense = torch.from_numpy(adj.toarray()).double()
+    x = torch.from_numpy(rng.standard_normal((21, 5))).requires_grad_()
+    a = G.scipy_to_torch_csr(adj).to(torch.float64)
+    got = G.mean_propagation(a, x, 3)
+    ref = (x + dense @ x + dense @ dense @ x + dense @ dense @ dense @ x) / 4
+    torch.testing.assert_close(got, ref)
+    weights = torch.from_numpy(rng.standard_normal((21, 5)))
+    (g_got,) = torch.autograd.grad((got * weights).sum(), x)
+    (g_ref,) = torch.autograd.grad((ref * weights).sum(), x)
+    torch.testing.assert_close(g_got, g_ref)
+    assert torch.autograd.gradcheck(lambda v: G.mean_propagation(a, v, 2), (x,))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 
@@ -96,6 +97,41 @@ class _SpMM(torch.autograd.Function):
 def spmm(adj: torch.Tensor, x: torch.Tensor, adj_t: torch.Tensor | None = None) -> torch.Tensor:
     """Sparse × dense with a cheap backward; ``adj_t=None`` declares ``adj`` symmetric."""
     return _SpMM.apply(adj, adj if adj_t is None else adj_t, x)
+
+
+class _MeanPropagation(torch.autograd.Function):
+    """``(x + A·x + … + A^L·x) / (L + 1)`` for a symmetric ``A``, as one autograd node.
+
+    The LightGCN layer mean. Built from :func:`spmm` and ``+``, autograd keeps every layer output
+    and runs one add and one divide per layer and their backwards, each a full
+    ``[n_nodes, d]`` pass: half of a LightGCN step on Baby was these. The gradient of the mean
+    is the same mean applied to the incoming gradient (``A`` is its own transpose), so forward and
+    backward are each ``L`` products accumulated in place.
+    """
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+        ctx.adj, ctx.n_layers = adj, n_layers
+        return _layer_mean(adj, x, n_layers)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        return None, _layer_mean(ctx.adj, grad, ctx.n_layers), None
+
+
+def _layer_mean(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    acc = x.clone()
+    h = x
+    for _ in range(n_layers):
+        h = csr_matmul(adj, h)
+        acc.add_(h)
+    return acc.div_(n_layers + 1)
+
+
+def mean_propagation(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """Mean of ``x, A·x, …, A^L·x`` over a *symmetric* sparse ``adj`` (differentiable in ``x``)."""
+    return _MeanPropagation.apply(adj, x, n_layers)
 
 
 # ----- helpers for graphs with a precomputed transpose -----------------------------------------

@@ -14,8 +14,8 @@ from torch import nn
 
 from mmunlearn.config import option
 from mmunlearn.data.interactions import InteractionData
-from mmunlearn.models.base import Recommender
-from mmunlearn.models.graphs import scipy_to_torch_csr, spmm, ui_adjacency
+from mmunlearn.models.base import BatchTerms, Recommender
+from mmunlearn.models.graphs import mean_propagation, scipy_to_torch_csr, ui_adjacency
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,23 @@ class LightGCN(Recommender):
         self.adj = fn(self.adj) if isinstance(self.adj, torch.Tensor) else self.adj
         return out
 
+    def _ego(self) -> torch.Tensor:
+        return torch.cat([self.user_emb, self.item_emb], dim=0)
+
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        ego = torch.cat([self.user_emb, self.item_emb], dim=0)
-        acc = ego
-        h = ego
-        for _ in range(self.config.n_layers):
-            h = spmm(self.adj, h)
-            acc = acc + h
-        final = acc / (self.config.n_layers + 1)
+        final = mean_propagation(self.adj, self._ego(), self.config.n_layers)
         return final[: self.n_users], final[self.n_users:]
+
+    def batch_terms(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> BatchTerms:
+        """One gather of the batch's rows from the node matrix (final and ego), not three per table:
+        each gather's backward zero-fills a full table, which cost more than the BPR term itself."""
+        b = len(users)
+        nodes = torch.cat([users, pos + self.n_users, neg + self.n_users])
+        ego = self._ego()
+        rows = mean_propagation(self.adj, ego, self.config.n_layers)[nodes]
+        u, p, n = rows[:b], rows[b:2 * b], rows[2 * b:]
+        l2 = self.config.reg_weight * ego[nodes].pow(2).sum() / (2 * b)
+        return BatchTerms(pos=(u * p).sum(-1), neg=(u * n).sum(-1), aux=l2)
 
     def parameter_groups(self) -> dict[str, list[str]]:
         return {"user_embedding": ["user_emb"], "item_embedding": ["item_emb"]}

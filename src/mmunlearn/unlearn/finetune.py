@@ -15,6 +15,7 @@ import torch
 from mmunlearn.config import option
 from mmunlearn.models.base import Recommender
 from mmunlearn.train.sampling import bpr_batches
+from mmunlearn.train.trainer import make_optimizer
 from mmunlearn.unlearn.base import (
     UnlearnContext,
     UnlearnMethod,
@@ -41,7 +42,7 @@ class Finetune(UnlearnMethod):
         model, log = start_from_original(ctx, reset=cfg.reset)
         device = torch.device(ctx.device)
         rng = seeded_rng(ctx, 11)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        opt = make_optimizer(model, cfg.lr)
         n_steps = max(1, math.ceil(cfg.epochs * ctx.retain.train.nnz / cfg.batch_size))
         steps, losses = 0, []
         model.train()

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from mmunlearn.config import option
 from mmunlearn.models.base import Recommender
 from mmunlearn.train.sampling import pair_keys
+from mmunlearn.train.trainer import make_optimizer
 from mmunlearn.unlearn.base import (
     UnlearnContext,
     UnlearnMethod,
@@ -47,7 +46,7 @@ class MMRecUn(UnlearnMethod):
         pairs = ctx.applied.forget_pairs
         keys = pair_keys(ctx.applied.original.train)
         retain = RetainSampler(ctx.retain.train)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        opt = make_optimizer(model, cfg.lr)
         model.train()
         steps, hist = 0, []
         for _ in range(cfg.epochs):

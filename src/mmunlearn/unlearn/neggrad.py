@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from mmunlearn.config import option
 from mmunlearn.models.base import Recommender
 from mmunlearn.train.sampling import pair_keys
+from mmunlearn.train.trainer import make_optimizer
 from mmunlearn.unlearn.base import (
     UnlearnContext,
     UnlearnMethod,
@@ -41,7 +40,7 @@ class NegGrad(UnlearnMethod):
         rng = seeded_rng(ctx, 13)
         pairs = ctx.applied.forget_pairs
         keys = pair_keys(ctx.applied.original.train)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        opt = make_optimizer(model, cfg.lr)
         model.train()
         steps, losses = 0, []
         for _ in range(cfg.epochs):
