@@ -3,9 +3,10 @@
     .venv/bin/python scripts/unlearn_table.py --original RUN --out DIR \
         [--dataset baby] [--regimes user item interaction] [--ratio 0.05] [--seed 0] [--threads 1]
 
-``RUN`` is a trained original (``mmunlearn train``); when the folder does not exist the script trains one
-with the configuration used for the published table (LightGCN, lr 5e-3, min 20 epochs, patience 5
-evaluations every 2 epochs, seed 0). Retrain models are cached under ``DIR/cache`` (reused on re-runs).
+``RUN`` is a trained original (``mmunlearn train``, any backbone: its dataset and content are rebuilt from
+the run's metadata, so ``--dataset`` only matters when the script trains the original); when the folder does
+not exist the script trains one with the configuration of the published LightGCN table (lr 5e-3, min 20
+epochs, patience 5 evaluations every 2 epochs, seed 0). Retrain models are cached under ``DIR/cache`` (reused on re-runs).
 Writes ``DIR/table.md`` and ``DIR/results.json``; selection uses only valid data and the retrain-free
 proxy (``mmunlearn.unlearn.selection``), never test and never Retrain.
 """
@@ -37,16 +38,17 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from mmunlearn.checkpoint import load_checkpoint, read_meta, save_checkpoint
+    from mmunlearn.checkpoint import read_meta, save_checkpoint
     from mmunlearn.config import build
     from mmunlearn.data.registry import load_dataset
     from mmunlearn.data.requests import apply_request, sample_request
     from mmunlearn.models.registry import build_model, model_config
+    from mmunlearn.pipeline import load_data_and_model, provenance_lines
     from mmunlearn.train.trainer import TrainConfig, seed_everything, train
     from mmunlearn.unlearn.compare import DEFAULT_METHODS, compare_methods, markdown_table
 
-    data = load_dataset(args.dataset)
     if not (args.original / "meta.json").is_file():
+        data = load_dataset(args.dataset)
         tcfg = TrainConfig(lr=5e-3, epochs=200, min_epochs=20, patience=5, eval_every=2, threads=args.threads,
                            seed=args.seed, device=args.device)
         mcfg = model_config("lightgcn")
@@ -57,7 +59,8 @@ def main() -> None:
                         metrics={"best_epoch": res.best_epoch, "train_seconds": res.seconds},
                         extra={"data_spec": {"dataset": args.dataset, "feature_seed": 0, "modalities": []}})
     meta = read_meta(args.original)
-    ck = load_checkpoint(args.original, data, device=args.device)
+    ck = load_data_and_model(args.original, device=args.device)  # the run's own data and content
+    data = ck.data
     tcfg = build(TrainConfig, ("original train_config", meta["train_config"]))
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"command": " ".join(["scripts/unlearn_table.py"] + [f"--{k} {v}" for k, v in vars(args).items()]),
@@ -70,7 +73,7 @@ def main() -> None:
           "bottom); gap: method − Retrain (negative = under-forgetting); KS vs Retrain's percentiles; fR@20: "
           "Recall@20 of the deleted pairs scored unmasked; s: seconds of the unlearning call; ×RT: speed-up "
           "over Retrain. Hyper-parameters chosen by the retrain-free rule (valid + proxy), never test/Retrain.",
-          ""]
+          "", "Content: " + "; ".join(provenance_lines(data)) + ".", ""]
     for regime in args.regimes:
         applied = apply_request(data, sample_request(data, regime, args.ratio, args.seed))
         print(f"== {regime}: {applied.counts()}", flush=True)

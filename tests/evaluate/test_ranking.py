@@ -79,3 +79,17 @@ def test_top_k_matches_argsort_and_never_returns_masked(n_users, n_items, seed):
         s = scores[user].copy()
         s[mask[user].indices] = -np.inf
         assert np.allclose(np.sort(s[row])[::-1], np.sort(s)[::-1][:k])
+
+
+def test_rank_metrics_do_not_depend_on_the_user_batch():
+    from mmunlearn.evaluate.ranking import user_batch_size
+
+    gen = torch.Generator().manual_seed(5)
+    u, i = torch.randn(40, 6, generator=gen), torch.randn(30, 6, generator=gen)
+    targets = sp.random(40, 30, density=0.1, random_state=1, format="csr")
+    mask = sp.random(40, 30, density=0.2, random_state=2, format="csr")
+    mask.data[:] = 1.0
+    whole = rank_metrics(u, i, targets, mask, ks=(5, 10))
+    assert rank_metrics(u, i, targets, mask, ks=(5, 10), batch_size=3) == whole
+    assert user_batch_size(7_050) == 4096 and user_batch_size(23_033) * 23_033 <= 2 ** 25
+    assert user_batch_size(10 ** 9) == 1

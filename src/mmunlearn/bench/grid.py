@@ -550,7 +550,7 @@ class _Runner:
         if key not in self._data:
             gd = load_grid_data(self.cfg, dataset, backbone, self.model_config(backbone))
             for w in gd.warnings:
-                self.echo(w if w.startswith("WARNING") else f"WARNING: {w}")
+                self.echo(f"WARNING: {w}")
             for n in gd.notes:
                 self.echo(f"NOTE: {n}")
             self._data[key] = gd

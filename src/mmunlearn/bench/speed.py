@@ -18,7 +18,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 
@@ -38,19 +37,22 @@ def _peak_rss_mib() -> float:
 
 
 def measure(case: SpeedCase) -> dict[str, Any]:
-    """Run in *this* process: build data and model, time epochs and evaluation passes."""
+    """Run in *this* process: build data and model, train through the real trainer, time evaluations.
+
+    Training goes through :func:`~mmunlearn.train.trainer.train` (fused Adam, a valid evaluation and a
+    best-state snapshot every epoch, the best weights restored at the end), so the peak RSS is that of
+    an actual training run, not of a bare loop. Epoch seconds are the trainer's own per-epoch training
+    time (evaluation excluded); the first epoch is a warm-up and is not in the median.
+    """
     from mmunlearn.evaluate.ranking import evaluate_split
     from mmunlearn.models.registry import build_model, model_config
     from mmunlearn.pipeline import prepare_for_model
-    from mmunlearn.train.trainer import (
-        TrainConfig,
-        configure_runtime,
-        make_optimizer,
-        seed_everything,
-        train_epoch,
-    )
+    from mmunlearn.train.trainer import TrainConfig, configure_runtime, seed_everything, train
 
-    device = configure_runtime(TrainConfig(threads=case.threads, device=case.device))
+    n_epochs = case.epochs + 1
+    tcfg = TrainConfig(epochs=n_epochs, batch_size=case.batch_size, lr=1e-3, min_epochs=n_epochs,
+                       patience=n_epochs, eval_every=1, seed=0, device=case.device, threads=case.threads)
+    device = configure_runtime(tcfg)
     seed_everything(0)
     cfg = model_config(case.model)
     t0 = time.perf_counter()
@@ -58,19 +60,14 @@ def measure(case: SpeedCase) -> dict[str, Any]:
     data = prepared.data
     model = build_model(case.model, data, cfg).to(device)
     setup = time.perf_counter() - t0
-    opt = make_optimizer(model, 1e-3)  # the trainer's optimiser (fused Adam), so epochs time what training runs
-    rng = np.random.default_rng(0)
-    epoch_times = []
-    for _ in range(case.epochs + 1):  # first epoch is warm-up
-        t = time.perf_counter()
-        train_epoch(model, opt, data, case.batch_size, rng, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        epoch_times.append(time.perf_counter() - t)
+    result = train(model, data, tcfg, show_progress=False)
+    epoch_times = [h["train_seconds"] for h in result.history]
     eval_times = []
     for _ in range(case.eval_passes):
         t = time.perf_counter()
         evaluate_split(model, data, "test")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         eval_times.append(time.perf_counter() - t)
     return {
         **asdict(case),

@@ -97,7 +97,8 @@ def synthetic_modality(name: str, n_items: int, dim: int, seed: int) -> Modality
     if n_items <= 0 or dim <= 0:
         raise InputError(f"synthetic modality {name!r}: n_items and dim must be positive, got {n_items}, {dim}")
     rng = np.random.default_rng(seed)
-    values = rng.standard_normal((n_items, dim), dtype=np.float32) / np.float32(np.sqrt(dim))
+    values = rng.standard_normal((n_items, dim), dtype=np.float32)
+    values /= np.float32(np.sqrt(dim))  # in place: no second table-sized array (377 MB on Clothing)
     return Modality(name=name, values=values, provenance="synthetic",
                     source=f"seeded Gaussian noise N(0, 1/{dim}), seed={seed}; carries no item information")
 
@@ -157,7 +158,7 @@ def ensure_modalities(data: InteractionData, required: Sequence[str], dims: Mapp
         mod_seed = _derived_seed(seed, name)
         modalities[name] = synthetic_modality(name, data.n_items, int(dim), mod_seed)
         warnings.append(
-            f"WARNING: modality {name!r} of dataset {data.name!r} is SYNTHETIC "
+            f"modality {name!r} of dataset {data.name!r} is SYNTHETIC "
             f"(seeded random {data.n_items}x{dim}, seed={seed}): it carries no real {name} content; "
             f"results using it say nothing about real {name} features"
         )
