@@ -54,3 +54,14 @@ def test_touched_rows_with_neighbours(small_data):
     assert list(users) == [0] and len(items) == 0
     users1, items1 = touched_rows(np.array([0]), np.array([], dtype=np.int64), small_data.train, hops=1)
     assert set(items1) == set(small_data.train[0].indices)
+
+
+def test_row_restricted_groups_are_kept_and_coverage_ranks_only_shared_groups():
+    sens = {"gate": 20.0, "purifier": 17.0, "projection": 3.0, "user_table": 5.0, "item_table": 4.0,
+            "unreached_table": 0.0}
+    tables = {"user_table", "item_table", "unreached_table"}
+    chosen = select_groups(sens, 0.9, tables)
+    # both reached tables stay although the shared gates outrank them; the unreached one does not
+    assert chosen[:2] == ["user_table", "item_table"] and "unreached_table" not in chosen
+    assert chosen[2:] == ["gate", "purifier"]  # 37 of 40 shared ≥ 0.9
+    assert select_groups({"user_table": 1.0, "item_table": 0.0}, 0.9, tables) == ["user_table"]

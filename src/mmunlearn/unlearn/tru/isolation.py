@@ -5,9 +5,10 @@ Per named parameter group ℓ (the backbone's ``parameter_groups()``), on probe 
     S_ℓ = mean(g_f²) / (mean(g_r²) + ε)
 
 (g_f: gradient of the gated forget loss, g_r: of the retain BPR loss; means over the group's entries).
-The groups are ranked by S_ℓ and the *smallest* set whose sensitivities add up to a fraction ``p`` of
-the total is updated; every other group is frozen (not even read by the optimiser: bit-identical).
-Inside embedding tables (``embedding_tables()``) only the rows the deletion touched are updated — the
+Groups made only of embedding tables are updated whenever S_ℓ > 0, restricted to the touched rows
+(below); the shared groups are ranked by S_ℓ and the *smallest* set whose sensitivities add up to a
+fraction ``p`` of the shared total is updated; every other group is frozen (not even read by the
+optimiser: bit-identical). Inside embedding tables (``embedding_tables()``) only the rows the deletion touched are updated — the
 users and items of D_f, plus ``hops`` rings of retain-graph neighbours — so the update's cost and its
 footprint follow |D_f|, not the table size (TRU's SGD keeps no optimiser state at all).
 """
@@ -46,18 +47,30 @@ def group_sensitivity(grads_f: dict[str, torch.Tensor], grads_r: dict[str, torch
     return out
 
 
-def select_groups(sensitivity: dict[str, float], coverage: float) -> list[str]:
-    """Smallest set of groups (by decreasing S) whose S adds up to ``coverage`` of the total."""
-    total = sum(v for v in sensitivity.values() if np.isfinite(v))
-    if total <= 0:
-        return []
+def select_groups(sensitivity: dict[str, float], coverage: float,
+                  row_groups: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Row-restricted groups the deletion reaches, plus the smallest set of shared groups (by decreasing
+    S) whose S adds up to ``coverage`` of the shared groups' total.
+
+    ``row_groups`` are groups made only of embedding tables. Their update is already confined to the
+    rows D_f touches, which hold the deleted data and are nobody else's, so each one with S > 0 is
+    updated whatever its rank. Ranking them against shared modules instead lets a few gates whose
+    gradients are large relative to the retain loss's (MGCN's preference gates and purifiers) crowd out
+    the ID rows, and the update then moves only capped shared weights: on Baby/MGCN's interaction
+    request it did not move the deleted pairs at all (docs/TRU.md §6).
+    """
+    finite = {k: v for k, v in sensitivity.items() if np.isfinite(v)}
+    rows = [k for k, v in finite.items() if k in row_groups and v > 0]
+    shared = {k: v for k, v in finite.items() if k not in row_groups}
+    total = sum(shared.values())
     chosen, acc = [], 0.0
-    for name, value in sorted(sensitivity.items(), key=lambda kv: -kv[1]):
-        if acc >= coverage * total - 1e-12:
-            break
-        chosen.append(name)
-        acc += value
-    return chosen
+    if total > 0:
+        for name, value in sorted(shared.items(), key=lambda kv: -kv[1]):
+            if acc >= coverage * total - 1e-12:
+                break
+            chosen.append(name)
+            acc += value
+    return sorted(rows, key=lambda k: -finite[k]) + chosen
 
 
 def touched_rows(forget_users: np.ndarray, forget_items: np.ndarray, retain_train: sp.csr_matrix,

@@ -149,8 +149,9 @@ class TRU(UnlearnMethod):
         forget_users = np.unique(tg.pairs[push & (tg.kind != KIND_ITEM), 0])
         forget_items = np.unique(tg.pairs[push, 1])
         if cfg.isolation:
-            groups_on = select_groups(sens, cfg.coverage)
             pgroups = model.parameter_groups()
+            row_groups = {g for g, members in pgroups.items() if members and all(n in tables for n in members)}
+            groups_on = select_groups(sens, cfg.coverage, row_groups)
             params_on = [n for g in groups_on for n in pgroups[g]]
             users_on, items_on = touched_rows(forget_users, forget_items, applied.retain.train, cfg.row_hops)
             rows = {n: (users_on if tables[n] == "user" else items_on) for n in params_on if n in tables}
