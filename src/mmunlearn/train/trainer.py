@@ -21,6 +21,7 @@ from mmunlearn.data.interactions import InteractionData
 from mmunlearn.evaluate.ranking import evaluate_split
 from mmunlearn.models.base import Recommender
 from mmunlearn.progress import progress_bar
+from mmunlearn.runtime import tune_allocator
 from mmunlearn.train.sampling import bpr_batches
 
 
@@ -56,6 +57,7 @@ def seed_everything(seed: int) -> None:
 
 def configure_runtime(cfg: TrainConfig) -> torch.device:
     torch.set_num_threads(max(1, cfg.threads))
+    tune_allocator()
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         from mmunlearn.errors import InputError
