@@ -38,7 +38,8 @@ def main() -> None:
         rows.append(row)
         print(f"{Path(case.dataset).name:16s} {case.model:9s} threads={case.threads} "
               f"epoch={row['epoch_seconds_median']:.2f}s eval={row['eval_seconds_median']:.2f}s "
-              f"peak_rss={row['peak_rss_mib']:.0f}MiB content={row['content']}", flush=True)
+              f"peak_rss={row['peak_rss_mib']:.0f}MiB probe={row['reference_gflops'] or 0:.0f}GFLOP/s "
+              f"content={row['content']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -36,6 +36,23 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def reference_gflops(repeats: int = 5) -> float:
+    """GFLOP/s of a fixed fp32 product (7,050 × 4,096 × 64, MGCN's projection on Baby), best of ``repeats``.
+
+    The VMs here change speed by up to 1.5× over an hour with nothing else running (the host's load,
+    not ours), so every row carries this probe: rows are comparable when their probes are.
+    """
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(7050, 4096, generator=gen)
+    b = torch.randn(4096, 64, generator=gen)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * 7050 * 4096 * 64 / best / 1e9
+
+
 def measure(case: SpeedCase) -> dict[str, Any]:
     """Run in *this* process: build data and model, train through the real trainer, time evaluations.
 
@@ -53,6 +70,7 @@ def measure(case: SpeedCase) -> dict[str, Any]:
     tcfg = TrainConfig(epochs=n_epochs, batch_size=case.batch_size, lr=1e-3, min_epochs=n_epochs,
                        patience=n_epochs, eval_every=1, seed=0, device=case.device, threads=case.threads)
     device = configure_runtime(tcfg)
+    probe = reference_gflops() if device.type == "cpu" else None
     seed_everything(0)
     cfg = model_config(case.model)
     t0 = time.perf_counter()
@@ -78,6 +96,7 @@ def measure(case: SpeedCase) -> dict[str, Any]:
         "epoch_seconds_all": epoch_times,
         "eval_seconds_median": statistics.median(eval_times),
         "peak_rss_mib": _peak_rss_mib(),
+        "reference_gflops": probe,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.system()}",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
