@@ -6,7 +6,7 @@ them off the heap top when freed. A training step allocates and frees dozens of 
 Baby: 6.8 MB node matrices, MGCN's 16 MB InfoNCE softmax), so every step page-faults and zeroes them
 anew. Here blocks below 32 MB (glibc's largest mmap threshold) always come from the heap and the heap
 is never trimmed: on Baby at 2 threads a LightGCN step went from 53 to 35 ms (same machine, back to
-back, four runs each; a two-block microbenchmark shows the effect in only some runs, as where the
+back, three or more runs each; a two-block microbenchmark shows the effect in only some runs, as where the
 heap places torch's 2 MB-aligned blocks varies with address-space randomisation, so no unit test
 asserts it). Blocks of 32 MB and more keep glibc's behaviour (mapped on allocation, returned on free):
 serving those from the heap too was as fast but fragmented it — MGCN training on Clothing peaked at
