@@ -208,3 +208,24 @@ def test_mgcn_in_eval_mode_keeps_no_spare_gradient(planted: InteractionData) -> 
     assert all(store._spare is not None for store in model._grad_stores.values())
     model.eval()
     assert all(store._spare is None for store in model._grad_stores.values())
+
+
+def test_a_dropped_mgcn_frees_its_feature_tables(planted: InteractionData) -> None:
+    """The gradient hook must not keep the model alive: Python's cycle collector cannot see torch's
+    C++ hook references, so such a cycle is never collected (an MGCN grid leaked every method's copy)."""
+    import gc
+    import weakref
+
+    from mmunlearn.unlearn.base import clone_model
+
+    model = MGCN(planted, MGCNConfig())
+    copy = clone_model(model)
+    copy.loss(*_mgcn_batch(copy, 2)).backward()  # hooks attached and a spare gradient kept
+    copy.propagate()
+    tables = [weakref.ref(t) for t in copy.features.values()]
+    gc.disable()
+    try:
+        del copy
+        assert all(t() is None for t in tables)  # freed by reference counting alone
+    finally:
+        gc.enable()

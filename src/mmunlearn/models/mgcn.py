@@ -25,6 +25,7 @@ in ``docs/MODELS.md``.
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
@@ -168,16 +169,24 @@ class GradientStore:
     :meth:`take` hands the storage to the next backward. It is handed out only when the parameter has
     no gradient (nothing to accumulate into) and only once, so a gradient is never written twice.
     The model releases it when put in eval mode, so a trained model holds no spare table.
+
+    The store holds its parameter *weakly*: the parameter holds the hook (a bound method of the store)
+    in C++, where Python's cycle collector cannot see it, so a strong reference back would make every
+    model that ever ran a forward pass immortal — with its feature tables (a grid of unlearning runs on
+    MGCN/Baby grew by ~7 GB per request until the OOM killer stopped it).
     """
 
     def __init__(self) -> None:
         self._spare: torch.Tensor | None = None
-        self._param: nn.Parameter | None = None
+        self._param: weakref.ref[nn.Parameter] | None = None
+
+    def _target(self) -> nn.Parameter | None:
+        return None if self._param is None else self._param()
 
     def attach(self, param: nn.Parameter) -> None:
         """Hook ``param`` (again after a deep copy, which does not copy hooks)."""
-        if self._param is not param:
-            self._param, self._spare = param, None
+        if self._target() is not param:
+            self._param, self._spare = weakref.ref(param), None
             param.register_post_accumulate_grad_hook(self._keep)
 
     def _keep(self, param: torch.Tensor) -> None:
@@ -188,7 +197,8 @@ class GradientStore:
 
     def take(self, shape: torch.Size, like: torch.Tensor) -> torch.Tensor | None:
         spare, self._spare = self._spare, None
-        usable = (spare is not None and self._param is not None and self._param.grad is None
+        param = self._target()
+        usable = (spare is not None and param is not None and param.grad is None
                   and spare.shape == shape and spare.dtype == like.dtype and spare.device == like.device)
         return spare if usable else None
 
