@@ -92,3 +92,29 @@ def test_read_cells_ignores_nothing_finished(tmp_path):
     run_grid(tiny_config(mia=False, user_attack=False), out, show_progress=False, report=False)
     assert {c["cell"]["method"] for c in read_cells(out)} == {"rebuild", "ref-retrain", "ref-retrain-noise",
                                                               "ref-original"}
+
+
+def test_load_group_returns_the_grids_own_models_and_never_trains(tmp_path):
+    import torch
+
+    from mmunlearn.bench.grid import load_group
+
+    out = tmp_path / "res"
+    run_grid(tiny_config(regimes=["interaction"]), out, show_progress=False)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    group = load_group(out, "synthetic", "lightgcn", "interaction", 0)
+    cell = json.loads((out / "cells/synthetic/lightgcn/interaction/s0/ref-retrain.json").read_text())
+    assert group.ctx.applied.request.hash == cell["request"]["hash"]
+    assert group.retrain_seconds == pytest.approx(cell["row"]["seconds"])
+    assert group.noise_seed == 1000 and group.ctx.applied.request.regime == "interaction"
+    u_rt, _ = group.retrain.final_embeddings()
+    u_nz, _ = group.noise.final_embeddings()
+    assert not torch.equal(u_rt, u_nz)  # two different seeds, both loaded
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing written
+    with pytest.raises(InputError, match="not cached"):
+        load_group(out, "synthetic", "lightgcn", "interaction", 1)
+    for folder in (out / "models/synthetic/lightgcn/retrain").iterdir():
+        if folder.name.endswith("-s1000"):
+            (folder / "meta.json").unlink()
+    with pytest.raises(InputError, match="no cached Retrain .seed 1000."):
+        load_group(out, "synthetic", "lightgcn", "interaction", 0)

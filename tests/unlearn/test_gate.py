@@ -35,3 +35,26 @@ def test_grouped_pairs_share_their_group_mean_gap():
 def test_gate_stats():
     s = gate_stats(np.array([1.0, -1.0, 0.0]), np.array([0.1, 0.3, 0.2]), np.array([0.2, 0.2, 0.2]))
     assert s["push_share"] == 1 / 3 and s["pull_share"] == 1 / 3 and abs(s["gap"]) < 1e-12
+
+
+def test_logit_scale_resolves_the_top_of_the_ranking():
+    # rank ~7 of 7,000 with a target of rank ~70, beside a mid-list pair 0.01 above its target
+    r = np.array([0.001, 0.40])
+    target = np.array([0.01, 0.41])
+    flat = gate_weights(r, target, tau=0.05)
+    logit = gate_weights(r, target, tau=0.5, scale="logit")
+    assert abs(flat[0] - flat[1]) < 0.01  # the percentile scale sees the same small gap twice
+    assert logit[0] > 0.95 and logit[1] < 0.1  # the logit scale pushes the head pair hard
+    assert np.all(gate_weights(target, target, tau=0.5, scale="logit") == 0.0)
+
+
+def test_logit_scale_is_two_sided_and_clips_the_ends():
+    w = gate_weights(np.array([0.0, 1.0]), np.array([0.5, 0.5]), tau=0.5, scale="logit")
+    assert np.isfinite(w).all() and w[0] > 0.99 and w[1] < -0.99
+
+
+def test_unknown_scale_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="gate scale"):
+        gate_weights(np.array([0.1]), np.array([0.2]), tau=0.1, scale="rank")

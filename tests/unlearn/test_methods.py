@@ -63,11 +63,13 @@ def test_tru_log_records_what_it_did(trained, small_data):
     assert log["targets"]["pair"]["n"] > 0
 
 
-def test_tru_moves_deleted_pairs_towards_the_target(trained, small_data):
+@pytest.mark.parametrize("scale", ["logit", "percentile"])
+def test_tru_moves_deleted_pairs_towards_the_target(trained, small_data, scale):
     ctx = make_ctx(trained, small_data, "interaction", ratio=0.15)
     start = model_percentiles(build_method("rebuild").run(ctx).model, ctx.applied.forget_pairs,
                               ctx.applied.retain.train).mean()
-    res = build_method("tru").run(ctx)
+    res = build_method("tru", gate_scale=scale).run(ctx)
+    assert res.log["config"]["gate_scale"] == scale
     target = res.log["targets"]["target_mean"]
     end = model_percentiles(res.model, ctx.applied.forget_pairs, ctx.applied.retain.train).mean()
     assert abs(end - target) < abs(start - target)

@@ -516,6 +516,54 @@ def run_grid(cfg: GridConfig, out: Path, *, extend: bool = False, device: str = 
     return result
 
 
+@dataclass
+class CachedGroup:
+    """A finished group's artefacts, loaded from a results folder (see :func:`load_group`)."""
+
+    ctx: Any  # UnlearnContext: original, applied request, the grid's model and training configs
+    retrain: Any
+    noise: Any
+    retrain_seconds: float
+    noise_seed: int
+
+
+def load_group(out: Path, dataset: str, backbone: str, regime: str, seed: int, *,
+               device: str = "cpu") -> CachedGroup:
+    """The original, request, Retrain and second-seed Retrain of one group, exactly as the grid used them.
+
+    For studies that re-run methods on a finished grid (a new method or setting judged against the very
+    same Retrain) without training anything: every artefact must already be in ``out`` (a missing one is
+    an error naming it), and nothing is written there.
+    """
+    from mmunlearn.data.requests import apply_request, load_request
+    from mmunlearn.unlearn.base import UnlearnContext
+    from mmunlearn.unlearn.compare import retrain_cached, retrain_folder
+
+    out = Path(out)
+    cfg = config_from_record(read_grid(out))
+    runner = _Runner(cfg, out, device=device, echo=lambda _msg: None)
+    original_dir = runner.models_dir(dataset, backbone) / f"original-s{seed}"
+    request_path = out / "requests" / dataset_key(dataset) / f"{regime}-s{seed}.json"
+    for path in (original_dir / "meta.json", request_path):
+        if not path.is_file():
+            raise InputError(f"{out}: group {dataset}/{backbone}/{regime}/s{seed} is not cached ({path} missing)")
+    gd = runner.data(dataset, backbone)
+    original, _ = runner.original(dataset, backbone, seed, bar=None)
+    applied = apply_request(gd.data, load_request(request_path))
+    ctx = UnlearnContext(original=original, applied=applied, model_name=backbone,
+                         model_config=runner.model_config(backbone), train_config=runner.train_config(backbone, seed),
+                         seed=seed, device=device, show_progress=False)
+    cache = runner.models_dir(dataset, backbone) / "retrain"
+    noise_seed = seed + cfg.noise_seed_offset
+    for s in (seed, noise_seed):
+        if retrain_folder(ctx, s, cache) is None:
+            raise InputError(f"{out}: no cached Retrain (seed {s}) for group {dataset}/{backbone}/{regime}/s{seed} "
+                             f"under {cache}")
+    retrain, seconds, _ = retrain_cached(ctx, seed, cache)
+    noise, _, _ = retrain_cached(ctx, noise_seed, cache)
+    return CachedGroup(ctx=ctx, retrain=retrain, noise=noise, retrain_seconds=seconds, noise_seed=noise_seed)
+
+
 class _Runner:
     """Holds what a group needs (data, original, request, references, attacks) and runs its cells."""
 
@@ -911,4 +959,4 @@ def read_cells(out: Path) -> list[dict[str, Any]]:
 
 __all__ = ["GridConfig", "grid_config", "file_layer", "run_grid", "GridRun", "Cell", "read_cells", "read_grid",
            "bind_results_dir", "subsample_users", "load_grid_data", "REFERENCES",
-           "REF_PREFIX", "AXES", "config_from_record", "machine"]
+           "REF_PREFIX", "AXES", "config_from_record", "machine", "load_group", "CachedGroup"]

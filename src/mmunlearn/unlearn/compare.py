@@ -46,27 +46,50 @@ def _config_key(ctx: UnlearnContext) -> dict[str, Any]:
     return {"model": ctx.model_name, "model_config": asdict(ctx.model_config), "train_config": train}
 
 
+def _cache_key(ctx: UnlearnContext) -> dict[str, Any]:
+    """:func:`_config_key` as it reads back from a checkpoint's JSON metadata."""
+    import json
+
+    return json.loads(json.dumps(_config_key(ctx), default=str))
+
+
+def _cache_slots(ctx: UnlearnContext, seed: int, cache_dir: Path) -> list[Path]:
+    """Where a Retrain of this request and seed may be cached: the plain folder, then one suffixed with
+    the configuration's digest (used when the plain one holds another configuration's model)."""
+    import hashlib
+    import json
+
+    base = Path(cache_dir) / f"retrain-{ctx.applied.request.hash[:16]}-s{seed}"
+    digest = hashlib.sha256(json.dumps(_config_key(ctx), sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return [base, base.with_name(base.name + f"-{digest}")]
+
+
+def retrain_folder(ctx: UnlearnContext, seed: int, cache_dir: Path) -> Path | None:
+    """The cached Retrain of ``seed`` for this request and configuration, or ``None`` (nothing is trained)."""
+    key = _cache_key(ctx)
+    for folder in _cache_slots(ctx, seed, cache_dir):
+        if not (folder / "meta.json").is_file():
+            return None
+        if read_meta(folder).get("unlearn", {}).get("config_key", key) == key:
+            return folder
+    return None
+
+
 def retrain_cached(ctx: UnlearnContext, seed: int, cache_dir: Path | None) -> tuple[Recommender, float, dict]:
     """Retrain with ``seed`` on the request's retain data; reuse ``cache_dir/retrain-<hash>-s<seed>``.
 
     A cached model is reused only if it was trained with the same backbone, model config and training
     config (threads/device aside) on the same retain data (the checkpoint's fingerprint check).
     """
-    import hashlib
-    import json
-
-    key = _config_key(ctx)
     folder = None
     if cache_dir is not None:
-        base = Path(cache_dir) / f"retrain-{ctx.applied.request.hash[:16]}-s{seed}"
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        for folder in (base, base.with_name(base.name + f"-{digest}")):
-            if not (folder / "meta.json").is_file():
-                break
-            meta = read_meta(folder)
-            if meta.get("unlearn", {}).get("config_key", key) == json.loads(json.dumps(key, default=str)):
-                ck = load_checkpoint(folder, ctx.retain, device=ctx.device)
-                return ck.model, float(meta["unlearn"]["seconds"]), meta["unlearn"]["log"]
+        found = retrain_folder(ctx, seed, cache_dir)
+        if found is not None:
+            meta = read_meta(found)
+            ck = load_checkpoint(found, ctx.retain, device=ctx.device)
+            return ck.model, float(meta["unlearn"]["seconds"]), meta["unlearn"]["log"]
+        slots = _cache_slots(ctx, seed, cache_dir)
+        folder = next((f for f in slots if not (f / "meta.json").is_file()), slots[-1])
     sub = UnlearnContext(original=ctx.original, applied=ctx.applied, model_name=ctx.model_name,
                          model_config=ctx.model_config, train_config=ctx.train_config, seed=seed,
                          device=ctx.device, show_progress=ctx.show_progress)
@@ -75,7 +98,8 @@ def retrain_cached(ctx: UnlearnContext, seed: int, cache_dir: Path | None) -> tu
         save_checkpoint(folder, res.model, ctx.retain, model_config=ctx.model_config,
                         train_config=ctx.train_config,
                         extra={"unlearn": {"method": "retrain", "seconds": res.seconds, "log": res.log,
-                                           "request_hash": ctx.applied.request.hash, "config_key": key}})
+                                           "request_hash": ctx.applied.request.hash,
+                                           "config_key": _cache_key(ctx)}})
     return res.model, res.seconds, res.log
 
 
@@ -158,4 +182,4 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["compare_methods", "Comparison", "retrain_cached", "markdown_table", "DEFAULT_METHODS"]
+__all__ = ["compare_methods", "Comparison", "retrain_cached", "retrain_folder", "markdown_table", "DEFAULT_METHODS"]

@@ -9,10 +9,10 @@
    - fully deleted item i: the same term with the user side detached, so only the item moves (under
      Retrain it is only ever a negative), gated per item;
    - fully deleted user, only when ``reset`` is off: reverse BPR gated per user (a reset user is exact);
-   w = 2σ((r* − r)/τ) − 1 is refreshed before every step from the current percentiles: positive above
-   the target (push), 0 at it, negative past it (pull back: two-sided). The loop stops when the pushed
-   pairs' mean percentile is within ``tol`` of the mean target; the step is halved whenever that mean
-   gap changes sign.
+   w = 2σ((g(r*) − g(r))/τ) − 1, g = logit (default) or the identity, is refreshed before every step from
+   the current percentiles: positive above the target (push), 0 at it, negative past it (pull back:
+   two-sided). The loop stops when the pushed pairs' mean percentile is within ``tol`` of the mean
+   target; the step is halved whenever that mean gap changes sign.
 4. **Collateral damage**: every embedding-row step is preconditioned by (I + β·H)⁻¹, H the normalised
    second moment of the other side's final embeddings, so the push moves the deleted pair's score but few
    other scores of that row (``precondition``); optional score anchoring holds the touched rows' other
@@ -34,6 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from mmunlearn.config import option
+from mmunlearn.errors import InputError
 from mmunlearn.models.base import Recommender
 from mmunlearn.train.sampling import pair_keys, sample_negatives
 from mmunlearn.unlearn.base import UnlearnContext, UnlearnMethod, register_method, seeded_rng
@@ -47,7 +48,7 @@ from mmunlearn.unlearn.targets import (
     build_targets,
 )
 from mmunlearn.unlearn.tru.exact import exact_part
-from mmunlearn.unlearn.tru.gate import gate_stats, gate_weights
+from mmunlearn.unlearn.tru.gate import GATE_SCALES, gate_stats, gate_weights
 from mmunlearn.unlearn.tru.isolation import ActiveSet, group_sensitivity, select_groups, touched_rows
 from mmunlearn.unlearn.tru.scaling import branch_of, branch_ratios, branch_scales
 
@@ -62,7 +63,10 @@ class TRUConfig:
     reset: bool = option(True, "exact part: re-initialise rows of fully deleted users/items")
     item_prior: bool = option(True, "exact part: move deleted item rows to the never-positive items' mean row")
     # --- gate and loop ---
-    tau: float = option(0.05, "gate temperature on rank percentiles (|w| = 0.46 at |r* − r| = τ)")
+    tau: float = option(0.05, "gate temperature when gate_scale = 'percentile' (|w| = 0.46 at |r* − r| = τ)")
+    gate_scale: str = option("logit", "scale of the gate's distance to the target: 'logit' (logit r* − logit r, "
+                                      "which resolves the top of the ranking) or 'percentile' (r* − r)")
+    logit_tau: float = option(0.5, "gate temperature when gate_scale = 'logit' (|w| = 0.46 one τ from the target)")
     tol: float = option(0.005, "stop when |mean percentile − mean target| of the pushed pairs is below this")
     lr: float = option(100.0, "SGD step on the summed per-pair terms (large because the preconditioner "
                              "damps the step by about 1/β along the directions most scores share)")
@@ -88,6 +92,10 @@ class TRUConfig:
     min_user_valid: int = option(3, "users with at least this many valid pairs are their own reference")
     valid_sample: int = option(8000, "valid pairs scored for the bucket reference (cost O(sample))")
     rank_sample: int = option(512, "items sampled once to estimate rank percentiles (0 = all items)")
+
+    def __post_init__(self) -> None:
+        if self.gate_scale not in GATE_SCALES:
+            raise InputError(f"tru.gate_scale must be one of {list(GATE_SCALES)}, got {self.gate_scale!r}")
 
     def target_config(self) -> TargetConfig:
         return TargetConfig(item_buckets=self.item_buckets, min_user_valid=self.min_user_valid,
@@ -133,7 +141,8 @@ class TRU(UnlearnMethod):
         def refresh(u_emb, i_emb) -> tuple[np.ndarray, np.ndarray]:
             w = np.zeros(len(tg.pairs))
             r = tg.percentiles_from(u_emb, i_emb, push)
-            w[push] = gate_weights(r, tg.target[push], cfg.tau, groups[push]) if cfg.gate else 1.0
+            tau = cfg.logit_tau if cfg.gate_scale == "logit" else cfg.tau
+            w[push] = gate_weights(r, tg.target[push], tau, groups[push], cfg.gate_scale) if cfg.gate else 1.0
             return r, w
 
         def negatives(idx: np.ndarray) -> np.ndarray:
