@@ -12,7 +12,6 @@ pushes no pair there (a reset user is at its target by construction), so the sca
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +23,18 @@ from mmunlearn.errors import InputError
 from mmunlearn.evaluate.forgetting import evaluate_forgetting, result_row
 from mmunlearn.evaluate.mia import audit_forget_set, fit_membership_attack
 from mmunlearn.io import atomic_write_json, atomic_write_text
-from mmunlearn.unlearn.base import build_method
-from mmunlearn.unlearn.selection import Selector, choose, grid_configs
+from mmunlearn.unlearn.selection import Selector
 
 SCALES = ("percentile", "logit")
 
 
-def selected_run(selector: Selector, method: str, scale: str) -> tuple[Any, dict[str, Any], Any]:
-    """The method's selection grid with ``gate_scale`` fixed; the configuration the rule picks."""
-    runs = []
-    for cfg in grid_configs(method):
-        cfg = replace(cfg, gate_scale=scale)
-        res = build_method(method, cfg).run(selector.ctx)
-        runs.append((cfg, selector.score(res), res))
-    cfg, score, res = runs[choose([s for _, s, _ in runs], selector.v_rebuild)]
-    return cfg, score, res
-
-
-def study_group(results: Path, dataset: str, backbone: str, regime: str, seed: int, method: str) -> dict[str, Any]:
+def study_group(results: Path, dataset: str, backbone: str, regime: str, seed: int, method: str,
+                mia_max_pairs: int) -> dict[str, Any]:
     group = load_group(results, dataset, backbone, regime, seed)
     ctx = group.ctx
     applied = ctx.applied
     attack = fit_membership_attack(ctx.original, applied.original, exclude_pairs=applied.forget_pairs,
-                                   seed=seed, max_pairs=config_from_record(read_grid(results)).mia_max_pairs)
+                                   seed=seed, max_pairs=mia_max_pairs)
 
     def member_rate(model: Any) -> float:  # the grid's interaction-level audit of the deleted pairs
         return float(audit_forget_set(attack, model, applied.retain, applied.forget_pairs)["member_rate_forget"])
@@ -59,7 +47,7 @@ def study_group(results: Path, dataset: str, backbone: str, regime: str, seed: i
     rows["retrain-noise"]["mia_member_rate"] = member_rate(group.noise)
     selector = Selector(group.ctx)
     for scale in SCALES:
-        cfg, score, res = selected_run(selector, method, scale)
+        cfg, _, res = selector.select(method, fixed={"gate_scale": scale})
         row = result_row(f"{method} ({scale})", evaluate_forgetting(res.model, applied), retrain=ref, noise=noise,
                          seconds=res.seconds, retrain_seconds=group.retrain_seconds)
         row["chosen"] = {"lr": cfg.lr, "precondition": cfg.precondition}
@@ -122,7 +110,8 @@ def main() -> None:
             for regime in (r for r in cfg.regimes if r != "user"):
                 for seed in cfg.seeds:
                     try:
-                        g = study_group(args.results, dataset, backbone, regime, seed, args.method)
+                        g = study_group(args.results, dataset, backbone, regime, seed, args.method,
+                                        cfg.mia_max_pairs)
                     except InputError as exc:
                         print(f"skipped: {exc}")
                         continue

@@ -535,32 +535,26 @@ def load_group(out: Path, dataset: str, backbone: str, regime: str, seed: int, *
     same Retrain) without training anything: every artefact must already be in ``out`` (a missing one is
     an error naming it), and nothing is written there.
     """
-    from mmunlearn.data.requests import apply_request, load_request
-    from mmunlearn.unlearn.base import UnlearnContext
-    from mmunlearn.unlearn.compare import retrain_cached, retrain_folder
+    from mmunlearn.unlearn.compare import load_retrain, retrain_folder
 
     out = Path(out)
     cfg = config_from_record(read_grid(out))
     runner = _Runner(cfg, out, device=device, echo=lambda _msg: None)
-    original_dir = runner.models_dir(dataset, backbone) / f"original-s{seed}"
-    request_path = out / "requests" / dataset_key(dataset) / f"{regime}-s{seed}.json"
-    for path in (original_dir / "meta.json", request_path):
+    where = f"{out}: group {dataset}/{backbone}/{regime}/s{seed}"
+    original_meta = runner.original_dir(dataset, backbone, seed) / "meta.json"
+    for path in (original_meta, runner.request_path(dataset, regime, seed)):
         if not path.is_file():
-            raise InputError(f"{out}: group {dataset}/{backbone}/{regime}/s{seed} is not cached ({path} missing)")
-    gd = runner.data(dataset, backbone)
-    original, _ = runner.original(dataset, backbone, seed, bar=None)
-    applied = apply_request(gd.data, load_request(request_path))
-    ctx = UnlearnContext(original=original, applied=applied, model_name=backbone,
-                         model_config=runner.model_config(backbone), train_config=runner.train_config(backbone, seed),
-                         seed=seed, device=device, show_progress=False)
-    cache = runner.models_dir(dataset, backbone) / "retrain"
+            raise InputError(f"{where} is not cached ({path} missing)")
+    ctx = runner.context(dataset, backbone, seed, regime, bar=None)  # both saved: loads, never trains
+    cache = runner.retrain_cache(dataset, backbone)
     noise_seed = seed + cfg.noise_seed_offset
+    models = []
     for s in (seed, noise_seed):
-        if retrain_folder(ctx, s, cache) is None:
-            raise InputError(f"{out}: no cached Retrain (seed {s}) for group {dataset}/{backbone}/{regime}/s{seed} "
-                             f"under {cache}")
-    retrain, seconds, _ = retrain_cached(ctx, seed, cache)
-    noise, _, _ = retrain_cached(ctx, noise_seed, cache)
+        folder = retrain_folder(ctx, s, cache)
+        if folder is None:
+            raise InputError(f"{where}: no cached Retrain (seed {s}) under {cache}")
+        models.append(load_retrain(folder, ctx))
+    (retrain, seconds, _), (noise, _, _) = models
     return CachedGroup(ctx=ctx, retrain=retrain, noise=noise, retrain_seconds=seconds, noise_seed=noise_seed)
 
 
@@ -619,7 +613,7 @@ class _Runner:
         if key in self._originals:
             return self._originals[key]
         gd = self.data(dataset, backbone)
-        folder = self.models_dir(dataset, backbone) / f"original-s{seed}"
+        folder = self.original_dir(dataset, backbone, seed)
         if (folder / "meta.json").is_file():
             meta = read_meta(folder)
             model = load_checkpoint(folder, gd.data, device=self.device).model
@@ -646,10 +640,19 @@ class _Runner:
         self._originals[key] = (model, meta)
         return model, meta
 
+    def original_dir(self, dataset: str, backbone: str, seed: int) -> Path:
+        return self.models_dir(dataset, backbone) / f"original-s{seed}"
+
+    def request_path(self, dataset: str, regime: str, seed: int) -> Path:
+        return self.out / "requests" / dataset_key(dataset) / f"{regime}-s{seed}.json"
+
+    def retrain_cache(self, dataset: str, backbone: str) -> Path:
+        return self.models_dir(dataset, backbone) / "retrain"
+
     def request(self, dataset: str, regime: str, seed: int, data: InteractionData) -> Any:
         from mmunlearn.data.requests import load_request, sample_request, save_request
 
-        path = self.out / "requests" / dataset_key(dataset) / f"{regime}-s{seed}.json"
+        path = self.request_path(dataset, regime, seed)
         if path.is_file():
             return load_request(path)
         selection = self.cfg.selection if regime != "interaction" else "random"
@@ -668,22 +671,31 @@ class _Runner:
         if not any((d, b) == (dataset, backbone) for d, b, _, _ in rest):
             self._data.pop((dataset, backbone), None)
 
+    def context(self, dataset: str, backbone: str, seed: int, regime: str, bar: Any) -> Any:
+        """The group's UnlearnContext: original (trained if not saved), request (sampled if not saved)."""
+        from mmunlearn.data.requests import apply_request
+        from mmunlearn.unlearn.base import UnlearnContext
+
+        gd = self.data(dataset, backbone)
+        original, _ = self.original(dataset, backbone, seed, bar)
+        applied = apply_request(gd.data, self.request(dataset, regime, seed, gd.data))
+        return UnlearnContext(original=original, applied=applied, model_name=backbone,
+                              model_config=self.model_config(backbone),
+                              train_config=self.train_config(backbone, seed), seed=seed, device=self.device,
+                              show_progress=False)
+
     # ----- one group --------------------------------------------------------------------------------------
     def run_group(self, group: tuple[str, str, int, str], missing: list[Cell], bar: Any) -> Iterable[Cell]:
-        from mmunlearn.data.requests import apply_request
         from mmunlearn.evaluate.forgetting import evaluate_forgetting
-        from mmunlearn.unlearn.base import UnlearnContext
         from mmunlearn.unlearn.compare import retrain_cached
 
         dataset, backbone, seed, regime = group
         tag = f"{dataset}/{backbone}/{regime}/s{seed}"
         gd = self.data(dataset, backbone)
-        original, orig_meta = self.original(dataset, backbone, seed, bar)
-        mcfg, tcfg = self.model_config(backbone), self.train_config(backbone, seed)
-        applied = apply_request(gd.data, self.request(dataset, regime, seed, gd.data))
-        ctx = UnlearnContext(original=original, applied=applied, model_name=backbone, model_config=mcfg,
-                             train_config=tcfg, seed=seed, device=self.device, show_progress=False)
-        cache = self.models_dir(dataset, backbone) / "retrain"
+        ctx = self.context(dataset, backbone, seed, regime, bar)
+        original, orig_meta = self.original(dataset, backbone, seed, bar)  # cached by context()
+        mcfg, tcfg, applied = ctx.model_config, ctx.train_config, ctx.applied
+        cache = self.retrain_cache(dataset, backbone)
         noise_seed = seed + self.cfg.noise_seed_offset
         bar.describe(f"{tag}: Retrain (seed {seed})")
         retrain, rt_seconds, rt_log = retrain_cached(ctx, seed, cache)

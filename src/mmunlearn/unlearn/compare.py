@@ -75,6 +75,13 @@ def retrain_folder(ctx: UnlearnContext, seed: int, cache_dir: Path) -> Path | No
     return None
 
 
+def load_retrain(folder: Path, ctx: UnlearnContext) -> tuple[Recommender, float, dict]:
+    """A cached Retrain (see :func:`retrain_folder`): model on the request's retain data, seconds, log."""
+    meta = read_meta(folder)
+    ck = load_checkpoint(folder, ctx.retain, device=ctx.device)
+    return ck.model, float(meta["unlearn"]["seconds"]), meta["unlearn"]["log"]
+
+
 def retrain_cached(ctx: UnlearnContext, seed: int, cache_dir: Path | None) -> tuple[Recommender, float, dict]:
     """Retrain with ``seed`` on the request's retain data; reuse ``cache_dir/retrain-<hash>-s<seed>``.
 
@@ -85,9 +92,7 @@ def retrain_cached(ctx: UnlearnContext, seed: int, cache_dir: Path | None) -> tu
     if cache_dir is not None:
         found = retrain_folder(ctx, seed, cache_dir)
         if found is not None:
-            meta = read_meta(found)
-            ck = load_checkpoint(found, ctx.retain, device=ctx.device)
-            return ck.model, float(meta["unlearn"]["seconds"]), meta["unlearn"]["log"]
+            return load_retrain(found, ctx)
         slots = _cache_slots(ctx, seed, cache_dir)
         folder = next((f for f in slots if not (f / "meta.json").is_file()), slots[-1])
     sub = UnlearnContext(original=ctx.original, applied=ctx.applied, model_name=ctx.model_name,
@@ -182,4 +187,4 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["compare_methods", "Comparison", "retrain_cached", "retrain_folder", "markdown_table", "DEFAULT_METHODS"]
+__all__ = ["compare_methods", "Comparison", "retrain_cached", "retrain_folder", "load_retrain", "markdown_table", "DEFAULT_METHODS"]

@@ -52,8 +52,9 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 }
 
 
-def grid_configs(name: str) -> list[Any]:
-    base = method_config(name)
+def grid_configs(name: str, fixed: dict[str, Any] | None = None) -> list[Any]:
+    """The configurations searched for ``name``; ``fixed`` settings (not searched) apply to all of them."""
+    base = method_config(name, ("fixed settings", fixed or {}))
     grid = GRIDS.get(name, {})
     keys = list(grid)
     return [replace(base, **dict(zip(keys, values, strict=True)))
@@ -80,10 +81,11 @@ class Selector:
         return {"D": d, "proxy_mean": float(np.mean(pct)), "target_mean": float(np.mean(self.target.target)),
                 "V": valid_utility(result.model, self.ctx.applied), "seconds": result.seconds}
 
-    def select(self, name: str) -> tuple[Any, dict[str, Any], UnlearnResult]:
-        """Run the grid of ``name``; return the chosen config, the selection report and its result."""
+    def select(self, name: str, fixed: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any], UnlearnResult]:
+        """Run the grid of ``name`` (with ``fixed`` settings held constant); return the chosen config, the
+        selection report and its result."""
         candidates = []
-        for cfg in grid_configs(name):
+        for cfg in grid_configs(name, fixed):
             res = build_method(name, cfg).run(self.ctx)
             sc = self.score(res)
             candidates.append((cfg, sc, res))

@@ -52,8 +52,8 @@ def gate_weights(r: np.ndarray, target: np.ndarray, tau: float, groups: np.ndarr
     target = np.asarray(target, dtype=np.float64)
     if scale == "logit":
         r, target = logit_percentile(r), logit_percentile(target)
-    elif scale != "percentile":
-        raise ValueError(f"gate scale must be 'percentile' or 'logit', got {scale!r}")
+    elif scale not in GATE_SCALES:
+        raise ValueError(f"gate scale must be one of {list(GATE_SCALES)}, got {scale!r}")
     if groups is not None and len(r):
         _, inv = np.unique(groups, return_inverse=True)
         counts = np.bincount(inv)

@@ -138,10 +138,11 @@ class TRU(UnlearnMethod):
         branches = branch_of(model)
         model.eval()  # targeted edits, not training: no dropout/sampling noise between measure and update
 
+        tau = cfg.logit_tau if cfg.gate_scale == "logit" else cfg.tau
+
         def refresh(u_emb, i_emb) -> tuple[np.ndarray, np.ndarray]:
             w = np.zeros(len(tg.pairs))
             r = tg.percentiles_from(u_emb, i_emb, push)
-            tau = cfg.logit_tau if cfg.gate_scale == "logit" else cfg.tau
             w[push] = gate_weights(r, tg.target[push], tau, groups[push], cfg.gate_scale) if cfg.gate else 1.0
             return r, w
 
