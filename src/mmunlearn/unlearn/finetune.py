@@ -6,7 +6,6 @@ budget is a fraction of an epoch over D_r, so its cost grows with the retain set
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +13,6 @@ import torch
 
 from mmunlearn.config import option
 from mmunlearn.models.base import Recommender
-from mmunlearn.train.sampling import bpr_batches
-from mmunlearn.train.trainer import make_optimizer
 from mmunlearn.unlearn.base import (
     UnlearnContext,
     UnlearnMethod,
@@ -23,6 +20,7 @@ from mmunlearn.unlearn.base import (
     seeded_rng,
     start_from_original,
 )
+from mmunlearn.unlearn.reverse import retain_bpr_steps
 
 
 @dataclass(frozen=True)
@@ -42,22 +40,8 @@ class Finetune(UnlearnMethod):
         model, log = start_from_original(ctx, reset=cfg.reset)
         device = torch.device(ctx.device)
         rng = seeded_rng(ctx, 11)
-        opt = make_optimizer(model, cfg.lr)
-        n_steps = max(1, math.ceil(cfg.epochs * ctx.retain.train.nnz / cfg.batch_size))
-        steps, losses = 0, []
-        model.train()
-        while steps < n_steps:
-            for users, pos, neg in bpr_batches(ctx.retain.train, cfg.batch_size, rng):
-                opt.zero_grad(set_to_none=True)
-                loss = model.loss(torch.as_tensor(users, device=device), torch.as_tensor(pos, device=device),
-                                  torch.as_tensor(neg, device=device))
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                steps += 1
-                if steps >= n_steps:
-                    break
-        log.update({"steps": steps, "first_loss": losses[0], "last_loss": losses[-1]})
+        log.update(retain_bpr_steps(model, ctx.retain.train, epochs=cfg.epochs, lr=cfg.lr,
+                                    batch_size=cfg.batch_size, rng=rng, device=device))
         return model, log
 
 

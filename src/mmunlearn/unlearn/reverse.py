@@ -6,13 +6,16 @@
 - losses on :class:`~mmunlearn.models.base.BatchTerms`: forward BPR ``−log σ(s⁺ − s⁻)``, reverse BPR
   ``−log σ(s⁻ − s⁺) = softplus(s⁺ − s⁻)`` (the deleted item should rank *below* a random negative),
   and gradient ascent on BPR (NegGrad);
+- :func:`retain_bpr_steps`: plain BPR on the retain data (fine-tuning, TRU's repair);
 - :func:`joint_terms`: one forward pass for several batches (a backbone propagates the whole graph per
   call, so concatenating batches halves the cost of a step).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,7 +23,8 @@ import torch
 from torch.nn import functional as F
 
 from mmunlearn.models.base import BatchTerms, Recommender
-from mmunlearn.train.sampling import csr_pairs, pair_keys, sample_negatives
+from mmunlearn.train.sampling import bpr_batches, csr_pairs, pair_keys, sample_negatives
+from mmunlearn.train.trainer import make_optimizer
 
 
 def forget_triples(pairs: np.ndarray, original_train: sp.csr_matrix, rng: np.random.Generator,
@@ -103,5 +107,28 @@ def ascent_bpr(terms: BatchTerms) -> torch.Tensor:
     return F.logsigmoid(terms.pos - terms.neg).mean() if len(terms.pos) else terms.pos.sum() * 0.0
 
 
-__all__ = ["forget_triples", "forget_batches", "RetainSampler", "joint_terms", "forward_bpr", "reverse_bpr",
+def retain_bpr_steps(model: Recommender, retain_train: sp.csr_matrix, *, epochs: float, lr: float,
+                     batch_size: int, rng: np.random.Generator, device: torch.device) -> dict[str, Any]:
+    """``epochs`` (fractions allowed) passes of BPR with Adam over ``retain_train``; the model is left in
+    eval mode. Returns the step count and the first/last batch loss."""
+    opt = make_optimizer(model, lr)
+    n_steps = max(1, math.ceil(epochs * retain_train.nnz / batch_size))
+    steps, losses = 0, []
+    model.train()
+    while steps < n_steps:
+        for users, pos, neg in bpr_batches(retain_train, batch_size, rng):
+            opt.zero_grad(set_to_none=True)
+            loss = model.loss(torch.as_tensor(users, device=device), torch.as_tensor(pos, device=device),
+                              torch.as_tensor(neg, device=device))
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            steps += 1
+            if steps >= n_steps:
+                break
+    model.eval()
+    return {"steps": steps, "first_loss": losses[0], "last_loss": losses[-1]}
+
+
+__all__ = ["retain_bpr_steps", "forget_triples", "forget_batches", "RetainSampler", "joint_terms", "forward_bpr", "reverse_bpr",
            "ascent_bpr"]

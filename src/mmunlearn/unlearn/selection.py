@@ -48,6 +48,8 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "tru": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
     "tru-no-scaling": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
     "tru-no-isolation": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
+    "tru-no-repair": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
+    "tru-shared-always": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
     "tru-no-gate": {"lr": [10.0, 50.0], "epochs": [2, 5]},
 }
 

@@ -11,6 +11,10 @@ fraction ``p`` of the shared total is updated; every other group is frozen (not 
 optimiser: bit-identical). Inside embedding tables (``embedding_tables()``) only the rows the deletion touched are updated — the
 users and items of D_f, plus ``hops`` rings of retain-graph neighbours — so the update's cost and its
 footprint follow |D_f|, not the table size (TRU's SGD keeps no optimiser state at all).
+
+Isolation governs the *push*. TRU's triggered repair (``repair.py``), when it runs, is ordinary BPR on the
+retain data over every parameter, so after a repair only the guarantee "no deleted pair was trained on"
+holds, not bit-identity.
 """
 
 from __future__ import annotations
@@ -73,6 +77,28 @@ def select_groups(sensitivity: dict[str, float], coverage: float,
     return sorted(rows, key=lambda k: -finite[k]) + chosen
 
 
+SHARED_RULES = ("auto", "always", "never")
+
+
+def shared_allowed(rule: str, tables: dict[str, str], items_pushed: bool) -> bool:
+    """Whether shared (non-table) groups may join the push under ``rule``.
+
+    ``auto``: yes, unless the backbone has no item table and no fully deleted item is pushed. Where an
+    item is what shared modules make of it (MIG-GT: no item ID rows; items come from propagation and
+    the modality MLPs), every shared step moves every item's representation, while a deleted
+    interaction can be undone in its user's row alone: on Baby/MIG-GT's interaction request (seed 0)
+    the push with the modality MLPs kept 0.88x Retrain's test NDCG@20, the user rows alone 1.00x, and
+    the user rows came closer to Retrain's percentile (docs/TRU.md §6). A fully deleted item has no row
+    there, so its pairs need the shared groups (and usually the repair). With item rows (MGCN,
+    LightGCN) the coverage rule decides, as before.
+    """
+    if rule == "always":
+        return True
+    if rule == "never":
+        return False
+    return "item" in tables.values() or items_pushed
+
+
 def touched_rows(forget_users: np.ndarray, forget_items: np.ndarray, retain_train: sp.csr_matrix,
                  hops: int) -> tuple[np.ndarray, np.ndarray]:
     """Users/items of D_f plus ``hops`` rings of neighbours in the retain graph."""
@@ -86,4 +112,4 @@ def touched_rows(forget_users: np.ndarray, forget_items: np.ndarray, retain_trai
     return users.astype(np.int64), items.astype(np.int64)
 
 
-__all__ = ["ActiveSet", "group_sensitivity", "select_groups", "touched_rows"]
+__all__ = ["SHARED_RULES", "ActiveSet", "group_sensitivity", "select_groups", "shared_allowed", "touched_rows"]

@@ -19,7 +19,10 @@
    scores at their start values (``anchor_weight``, off by default: stiff).
 5. **Branch scaling** (``scaling.py``) multiplies the reverse gradient of each modality branch by c_b.
 6. **Layer isolation** (``isolation.py``) restricts the update to the most deletion-sensitive groups and,
-   inside embedding tables, to the rows D_f touches.
+   inside embedding tables, to the rows D_f touches; on a backbone without item rows, shared groups
+   take only the fully deleted items' terms (``shared = "auto"``).
+7. **Triggered repair** (``repair.py``): if valid NDCG@20 has fallen more than ``repair_trigger`` below
+   the original's, a fraction of an epoch of retain BPR, then the gated loop again (phase 1).
 
 Without the gate (ablation ``tru-no-gate``) every weight is 1 and the loop runs exactly ``epochs`` passes.
 """
@@ -49,8 +52,18 @@ from mmunlearn.unlearn.targets import (
 )
 from mmunlearn.unlearn.tru.exact import exact_part
 from mmunlearn.unlearn.tru.gate import GATE_SCALES, gate_stats, gate_weights
-from mmunlearn.unlearn.tru.isolation import ActiveSet, group_sensitivity, select_groups, touched_rows
+from mmunlearn.unlearn.tru.isolation import (
+    SHARED_RULES,
+    ActiveSet,
+    group_sensitivity,
+    select_groups,
+    shared_allowed,
+    touched_rows,
+)
+from mmunlearn.unlearn.tru.repair import needs_repair, repair
 from mmunlearn.unlearn.tru.scaling import branch_of, branch_ratios, branch_scales
+
+REPAIR_AT = ("before", "after")
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,15 @@ class TRUConfig:
     epochs: int = option(20, "maximum passes over D_f (exactly this many without the gate)")
     batch_size: int = option(16384, "deleted pairs per step (the default is one full-batch step per pass)")
     max_rel_step: float = option(0.02, "cap on a shared (non-table) weight's step, relative to its norm")
+    # --- retain-side repair ---
+    repair_epochs: float = option(0.1, "passes of retain BPR (Adam) that give back the utility the exact part "
+                                       "and the push took (0 = off; repair.py)")
+    repair_at: str = option("after", "when to repair: 'before' the push (after the exact part) or 'after' it "
+                                     "(then the gated loop runs again from where the repair left the pairs)")
+    repair_trigger: float = option(0.10, "repair only when valid NDCG@20 is more than this (relative) below the "
+                                         "original's (0 = whenever it is below at all)")
+    repair_lr: float = option(1e-3, "Adam learning rate of the repair")
+    repair_batch_size: int = option(2048, "BPR batch size of the repair")
     # --- anchoring ---
     anchor_weight: float = option(0.0, "weight of score anchoring: touched users'/items' scores on sampled "
                                        "non-deleted items/users stay at their start values (squared error)")
@@ -86,6 +108,9 @@ class TRUConfig:
     c_max: float = option(2.0, "upper clip of the branch scale c_b")
     # --- isolation ---
     coverage: float = option(0.9, "share p of total sensitivity the updated groups must cover")
+    shared: str = option("auto", "may shared (non-table) groups join the push: 'always', 'never', or 'auto' = "
+                                 "unless the backbone has no item rows and no fully deleted item is pushed "
+                                 "(isolation.py)")
     row_hops: int = option(0, "rings of retain-graph neighbours added to the touched embedding rows")
     # --- targets ---
     item_buckets: int = option(10, "item-popularity buckets of the valid-pair reference")
@@ -96,6 +121,10 @@ class TRUConfig:
     def __post_init__(self) -> None:
         if self.gate_scale not in GATE_SCALES:
             raise InputError(f"tru.gate_scale must be one of {list(GATE_SCALES)}, got {self.gate_scale!r}")
+        if self.shared not in SHARED_RULES:
+            raise InputError(f"tru.shared must be one of {list(SHARED_RULES)}, got {self.shared!r}")
+        if self.repair_at not in REPAIR_AT:
+            raise InputError(f"tru.repair_at must be one of {list(REPAIR_AT)}, got {self.repair_at!r}")
 
     def target_config(self) -> TargetConfig:
         return TargetConfig(item_buckets=self.item_buckets, min_user_valid=self.min_user_valid,
@@ -124,6 +153,19 @@ class TRU(UnlearnMethod):
         rng = seeded_rng(ctx, 23)
         model, log = exact_part(ctx, reset=cfg.reset, item_prior=cfg.item_prior)
         applied = ctx.applied
+        repair_rng = seeded_rng(ctx, 29)  # its own stream: the push draws the same negatives either way
+
+        def run_repair() -> bool:
+            """Repair if utility has fallen past the trigger; True when it ran."""
+            needed, check = needs_repair(model, ctx, cfg.repair_trigger)
+            log["repair"] = {**check, "ran": needed}
+            if needed:
+                log["repair"].update(repair(model, ctx, epochs=cfg.repair_epochs, lr=cfg.repair_lr,
+                                            batch_size=cfg.repair_batch_size, rng=repair_rng))
+            return needed
+
+        if cfg.repair_epochs > 0 and cfg.repair_at == "before":
+            run_repair()
         tg = build_targets(model, applied, cfg.target_config(), seed=ctx.seed)
         log["targets"] = tg.summary()
         # a reset user *is* a fresh user: its pairs are at their target by construction
@@ -161,16 +203,19 @@ class TRU(UnlearnMethod):
         if cfg.isolation:
             pgroups = model.parameter_groups()
             row_groups = {g for g, members in pgroups.items() if members and all(n in tables for n in members)}
-            groups_on = select_groups(sens, cfg.coverage, row_groups)
+            shared_on = shared_allowed(cfg.shared, tables, bool((tg.kind[push] == KIND_ITEM).any()))
+            groups_on = select_groups(sens, cfg.coverage if shared_on else 0.0, row_groups)
+            items_only = shared_on and cfg.shared == "auto" and "item" not in tables.values()
             params_on = [n for g in groups_on for n in pgroups[g]]
             users_on, items_on = touched_rows(forget_users, forget_items, applied.retain.train, cfg.row_hops)
             rows = {n: (users_on if tables[n] == "user" else items_on) for n in params_on if n in tables}
         else:
             groups_on, params_on, rows = list(model.parameter_groups()), trainable, {}
+            items_only = False
         active = ActiveSet(params=params_on, rows=rows, sensitivity=sens, groups=groups_on)
         ratios = branch_ratios(grads_f, grads_r, branches)
         scales = branch_scales(ratios, cfg.c_min, cfg.c_max) if cfg.scaling else {b: 1.0 for b in ratios}
-        log["isolation"] = active.describe()
+        log["isolation"] = {**active.describe(), "shared_from_deleted_items_only": items_only}
         log["branch_ratios"], log["branch_scales"] = ratios, scales
         del grads_f, grads_r
 
@@ -191,71 +236,81 @@ class TRU(UnlearnMethod):
         epochs_log: list[dict[str, Any]] = []
         steps, stopped, lr, prev_gap = 0, "epochs", cfg.lr, None
         last_good: list[torch.Tensor] | None = None
-        for epoch in range(cfg.epochs + 1):
-            u_emb, i_emb = model.propagate()
-            if not (torch.isfinite(u_emb).all() and torch.isfinite(i_emb).all()):
-                if last_good is None or lr < 1e-6:
-                    stopped = "diverged"
+        phases = 2 if cfg.repair_epochs > 0 and cfg.repair_at == "after" else 1
+        for phase in range(phases):
+            if phase == 1:  # repaired: the pairs may have moved, so the gate checks them again
+                if stopped == "diverged" or not run_repair():
                     break
-                with torch.no_grad():  # a step blew up: undo it and retry with half the step
-                    for p, saved in zip(active_params, last_good, strict=True):
-                        p.copy_(saved)
-                lr *= cfg.backoff
-                last_good = None
+                prev_gap, last_good = None, None
+            for epoch in range(cfg.epochs + 1):
                 u_emb, i_emb = model.propagate()
-            r, w = refresh(u_emb.detach(), i_emb.detach())
-            stats = gate_stats(w[push], r, tg.target[push])
-            stats.update({"epoch": epoch, "steps": steps, "lr": lr})
-            epochs_log.append(stats)
-            if not active_params or not push.any():
-                stopped = "nothing to update"
-                break
-            if cfg.gate:
-                if abs(stats["gap"]) <= cfg.tol:
-                    stopped = "target reached"
-                    break
-                if prev_gap is not None and np.sign(stats["gap"]) != np.sign(prev_gap):
+                if not (torch.isfinite(u_emb).all() and torch.isfinite(i_emb).all()):
+                    if last_good is None or lr < 1e-6:
+                        stopped = "diverged"
+                        break
+                    with torch.no_grad():  # a step blew up: undo it and retry with half the step
+                        for p, saved in zip(active_params, last_good, strict=True):
+                            p.copy_(saved)
                     lr *= cfg.backoff
-                prev_gap = stats["gap"]
-            if epoch == cfg.epochs:
-                break
-            order = rng.permutation(pushed)
-            for k in range(0, len(order), cfg.batch_size):
-                if k > 0:
+                    last_good = None
                     u_emb, i_emb = model.propagate()
-                idx = order[k:k + cfg.batch_size]
-                l_f = self._forget_loss(u_emb, i_emb, tg, idx, w, negatives(idx), device)
-                l_a = cfg.anchor_weight * anchor.loss(u_emb, i_emb) if anchor is not None else None
-                if split:  # the reverse gradient is scaled per branch, the anchor's is not
-                    g_f = torch.autograd.grad(l_f, active_params, retain_graph=l_a is not None, allow_unused=True)
-                    g_a = torch.autograd.grad(l_a, active_params, allow_unused=True) if l_a is not None \
-                        else [None] * len(active_params)
-                    grads = [_combine(gf, ga, c) for gf, ga, c in zip(g_f, g_a, scale_of, strict=True)]
-                else:
-                    grads = torch.autograd.grad(l_f if l_a is None else l_f + l_a, active_params,
-                                                allow_unused=True)
-                with torch.no_grad():
+                r, w = refresh(u_emb.detach(), i_emb.detach())
+                stats = gate_stats(w[push], r, tg.target[push])
+                stats.update({"epoch": epoch, "steps": steps, "lr": lr, "phase": phase})
+                epochs_log.append(stats)
+                if not active_params or not push.any():
+                    stopped = "nothing to update"
+                    break
+                if cfg.gate:
+                    if abs(stats["gap"]) <= cfg.tol:
+                        stopped = "target reached"
+                        break
+                    if prev_gap is not None and np.sign(stats["gap"]) != np.sign(prev_gap):
+                        lr *= cfg.backoff
+                    prev_gap = stats["gap"]
+                if epoch == cfg.epochs:
+                    break
+                order = rng.permutation(pushed)
+                for k in range(0, len(order), cfg.batch_size):
+                    if k > 0:
+                        u_emb, i_emb = model.propagate()
+                    idx = order[k:k + cfg.batch_size]
+                    l_a = cfg.anchor_weight * anchor.loss(u_emb, i_emb) if anchor is not None else None
+                    grads = self._step_grads(u_emb, i_emb, tg, idx, w, negatives(idx), device, active_params,
+                                             is_table, scale_of, l_a, items_only=items_only, split=split)
                     last_good = [p.detach().clone() for p in active_params]
-                    for p, g, ridx, table, pre in zip(active_params, grads, row_idx, is_table, pre_of,
-                                                      strict=True):
-                        if g is None:
-                            continue
-                        if pre is not None:
-                            g = g @ pre
-                        if not table:
-                            # a shared (dense) weight gets every pair's term while an embedding row only gets
-                            # its own pairs': the summed terms are averaged for shared weights, and the step
-                            # is capped at max_rel_step of the weight's norm (a trust region, as in LARS)
-                            step = (lr / max(len(idx), 1)) * g
-                            cap = cfg.max_rel_step * float(p.norm()) / (float(step.norm()) + 1e-12)
-                            p.sub_(step * min(1.0, cap))
-                        elif ridx is None:
-                            p.sub_(lr * g)
-                        elif len(ridx):
-                            p[ridx] -= lr * g[ridx]
-                steps += 1
+                    _apply_step(active_params, grads, row_idx, is_table, pre_of, lr, len(idx), cfg.max_rel_step)
+                    steps += 1
         log.update({"epochs": epochs_log, "steps": steps, "stopped": stopped})
         return model, log
+
+    def _step_grads(self, u_emb, i_emb, tg: ProxyTarget, idx: np.ndarray, w: np.ndarray, neg: np.ndarray, device,
+                    params: list[torch.Tensor], is_table: list[bool], scale_of: list[float],
+                    l_a: torch.Tensor | None, *, items_only: bool, split: bool) -> list[torch.Tensor | None]:
+        """One step's gradient per active parameter: the reverse part scaled per branch, the anchor's not."""
+        if items_only:  # shared weights move for fully deleted items only (isolation.py)
+            g_f = self._items_only_grads(u_emb, i_emb, tg, idx, w, neg, device, params, is_table,
+                                         keep_graph=l_a is not None)
+        else:
+            l_f = self._forget_loss(u_emb, i_emb, tg, idx, w, neg, device)
+            if not split:
+                return list(torch.autograd.grad(l_f if l_a is None else l_f + l_a, params, allow_unused=True))
+            g_f = torch.autograd.grad(l_f, params, retain_graph=l_a is not None, allow_unused=True)
+        g_a = torch.autograd.grad(l_a, params, allow_unused=True) if l_a is not None else [None] * len(params)
+        return [_combine(gf, ga, c) for gf, ga, c in zip(g_f, g_a, scale_of, strict=True)]
+
+    def _items_only_grads(self, u_emb, i_emb, tg: ProxyTarget, idx: np.ndarray, w: np.ndarray, neg: np.ndarray,
+                          device, params: list[torch.Tensor], is_table: list[bool],
+                          keep_graph: bool) -> list[torch.Tensor | None]:
+        """Forget gradients where embedding tables get every pair's term but shared weights only the fully
+        deleted items' terms: a deleted interaction is undone in its user's row, not in modules every item
+        goes through."""
+        m = tg.kind[idx] == KIND_ITEM
+        l_items = self._forget_loss(u_emb, i_emb, tg, idx[m], w, neg[m], device)
+        l_rest = self._forget_loss(u_emb, i_emb, tg, idx[~m], w, neg[~m], device)
+        g_all = torch.autograd.grad(l_items + l_rest, params, retain_graph=True, allow_unused=True)
+        g_items = torch.autograd.grad(l_items, params, retain_graph=keep_graph, allow_unused=True)
+        return [ga if table else gi for ga, gi, table in zip(g_all, g_items, is_table, strict=True)]
 
     def _probe(self, model: Recommender, u_emb, i_emb, l_f: torch.Tensor, applied, rng, names: list[str],
                device) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -293,6 +348,30 @@ def _preconditioners(model, tables: dict[str, str], params_on: list[str], beta: 
         h = h / (torch.trace(h) / h.shape[0]).clamp_min(1e-12)
         out[name] = torch.linalg.inv(torch.eye(h.shape[0], device=device, dtype=h.dtype) + beta * h)
     return out
+
+
+@torch.no_grad()
+def _apply_step(params: list[torch.Tensor], grads, row_idx: list[torch.Tensor | None], is_table: list[bool],
+                pre_of: list[torch.Tensor | None], lr: float, n_pairs: int, max_rel_step: float) -> None:
+    """One SGD step: preconditioned rows for tables (only the touched rows), a capped step for shared weights.
+
+    A shared (dense) weight gets every pair's term while an embedding row only gets its own pairs': the
+    summed terms are averaged for shared weights, and their step is capped at ``max_rel_step`` of the
+    weight's norm (a trust region, as in LARS).
+    """
+    for p, g, ridx, table, pre in zip(params, grads, row_idx, is_table, pre_of, strict=True):
+        if g is None:
+            continue
+        if pre is not None:
+            g = g @ pre
+        if not table:
+            step = (lr / max(n_pairs, 1)) * g
+            cap = max_rel_step * float(p.norm()) / (float(step.norm()) + 1e-12)
+            p.sub_(step * min(1.0, cap))
+        elif ridx is None:
+            p.sub_(lr * g)
+        elif len(ridx):
+            p[ridx] -= lr * g[ridx]
 
 
 def _combine(gf, ga, scale: float):
@@ -381,3 +460,8 @@ register_method("tru-no-scaling", TRU, TRUConfig, "TRU without branch-wise modal
                 preset={"scaling": False})
 register_method("tru-no-isolation", TRU, TRUConfig, "TRU without layer isolation (all groups, all rows)",
                 preset={"isolation": False})
+register_method("tru-no-repair", TRU, TRUConfig, "TRU without the triggered retain-side repair",
+                preset={"repair_epochs": 0.0})
+register_method("tru-shared-always", TRU, TRUConfig, "TRU whose shared groups always join the push (the rule "
+                                                     "before 'auto'; differs from tru only without item rows)",
+                preset={"shared": "always"})

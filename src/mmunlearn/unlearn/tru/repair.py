@@ -1,0 +1,50 @@
+"""Retain-side repair — give back the utility the exact part and the reverse push took.
+
+A few BPR steps (Adam) on the retain data only, over every trainable parameter, with the model in
+training mode (its dropout/sampling on), exactly like fine-tuning. Why it is safe for forgetting: the
+retain data holds none of the deleted pairs, and a deleted item is drawn there only as a negative — the
+direction Retrain moves it too. Why TRU needs it on some backbones: where an item is what shared modules
+make of it (MIG-GT has no item ID table), both the graph rebuild (every neighbour's normalisation
+changes) and the push on shared modality MLPs move every item's representation; on Baby/MIG-GT the
+rebuild alone cost about a quarter of valid NDCG@20 on an item request (docs/TRU.md §6b).
+
+The repair is **triggered**, not always run: only when the model's valid NDCG@20 (users outside the
+request) has fallen more than ``trigger`` below the original's own valid NDCG@20. Where the row-local
+push leaves utility intact (MGCN, LightGCN) it costs one valid evaluation and changes nothing; BPR
+steps are not free of side effects (Adam's first steps move every coordinate), so they are not taken
+where nothing needs repairing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmunlearn.evaluate.forgetting import utility_users, valid_utility
+from mmunlearn.evaluate.ranking import evaluate_split
+from mmunlearn.models.base import Recommender
+from mmunlearn.unlearn.base import UnlearnContext
+from mmunlearn.unlearn.reverse import retain_bpr_steps
+
+
+def needs_repair(model: Recommender, ctx: UnlearnContext, trigger: float) -> tuple[bool, dict[str, float]]:
+    """Whether ``model``'s valid NDCG@20 is more than ``trigger`` (relative) below the original's."""
+    applied = ctx.applied
+    v_original = float(evaluate_split(ctx.original, applied.original, "valid", ks=(20,),
+                                      users=utility_users(applied))["ndcg@20"])
+    v_model = valid_utility(model, applied)
+    return v_model < (1.0 - trigger) * v_original, {"valid_ndcg@20": v_model, "valid_ndcg@20_original": v_original}
+
+
+def repair(model: Recommender, ctx: UnlearnContext, *, epochs: float, lr: float, batch_size: int,
+           rng: np.random.Generator) -> dict[str, Any]:
+    """``epochs`` of retain BPR on ``model`` in place (nothing when ``epochs`` is 0)."""
+    if epochs <= 0:
+        return {"steps": 0}
+    return retain_bpr_steps(model, ctx.retain.train, epochs=epochs, lr=lr, batch_size=batch_size, rng=rng,
+                            device=torch.device(ctx.device))
+
+
+__all__ = ["needs_repair", "repair"]

@@ -1,0 +1,81 @@
+"""TRU on a backbone without item rows: shared weights only for fully deleted items; triggered repair."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmunlearn.errors import InputError
+from mmunlearn.unlearn import build_method
+from mmunlearn.unlearn.base import clone_model
+from mmunlearn.unlearn.tru import TRUConfig
+from mmunlearn.unlearn.tru.isolation import shared_allowed
+from mmunlearn.unlearn.tru.repair import needs_repair
+
+from .conftest import toy_ctx
+
+
+def test_shared_rule():
+    with_items, users_only = {"u": "user", "i": "item"}, {"u": "user"}
+    assert shared_allowed("auto", with_items, items_pushed=False)  # item rows: the coverage rule decides
+    assert not shared_allowed("auto", users_only, items_pushed=False)  # a deleted pair lives in its user row
+    assert shared_allowed("auto", users_only, items_pushed=True)  # a deleted item has no row to move
+    assert shared_allowed("always", users_only, items_pushed=False)
+    assert not shared_allowed("never", with_items, items_pushed=True)
+
+
+@pytest.mark.parametrize("field,value", [("shared", "sometimes"), ("repair_at", "during")])
+def test_unknown_choices_are_refused(field, value):
+    with pytest.raises(InputError, match=f"tru.{field}"):
+        TRUConfig(**{field: value})
+
+
+def test_deleted_pairs_move_only_user_rows_without_item_rows(content_trained, small_data):
+    # the rule's premise: a request that deletes no item's whole history (seed 0's deletes one)
+    ctx = next(c for c in (toy_ctx(content_trained, small_data, "interaction", 0.05, seed=s) for s in range(1, 20))
+               if len(c.applied.deleted_items) == 0)
+    res = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.0).run(ctx)
+    assert res.log["isolation"]["groups"] == ["user_id"]
+    assert res.log["steps"] == 2
+    for name in ("image", "text"):  # the modules every item goes through are bit-identical
+        assert torch.equal(getattr(res.model, name).weight, getattr(ctx.original, name).weight)
+    users = ctx.applied.forget_pairs[:, 0]
+    assert bool((res.model.user_emb[users] != ctx.original.user_emb[users]).any())
+
+
+def test_deleted_items_move_shared_weights_without_item_rows(content_trained, small_data):
+    ctx = toy_ctx(content_trained, small_data, "item", ratio=0.1)
+    res = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.0).run(ctx)
+    iso = res.log["isolation"]
+    assert iso["shared_from_deleted_items_only"]
+    assert set(iso["groups"]) & {"image_proj", "text_proj"}
+    moved = [n for n in ("image", "text") if not torch.equal(getattr(res.model, n).weight,
+                                                             getattr(ctx.original, n).weight)]
+    assert moved
+    before, after = ctx.applied.forget_pairs, res.log["epochs"]
+    assert len(before) and after[-1]["mean_pct"] > after[0]["mean_pct"]  # the deleted items went down
+
+
+def test_repair_trigger_reads_valid_utility(content_trained, small_data):
+    ctx = toy_ctx(content_trained, small_data, "interaction", ratio=0.05)
+    same = clone_model(ctx.original)
+    same.rebuild_graphs(ctx.applied.retain.train)
+    needed, check = needs_repair(same, ctx, trigger=0.1)
+    assert not needed and check["valid_ndcg@20"] > 0
+    broken = clone_model(ctx.original)
+    with torch.no_grad():
+        broken.image.weight.zero_()
+        broken.text.weight.zero_()  # every item scores 0: the ranking is gone
+    needed, check = needs_repair(broken, ctx, trigger=0.1)
+    assert needed and check["valid_ndcg@20"] < check["valid_ndcg@20_original"]
+
+
+def test_triggered_repair_runs_and_the_gate_checks_again(content_trained, small_data):
+    ctx = toy_ctx(content_trained, small_data, "item", ratio=0.1)
+    # trigger 0: repair whenever valid utility is below the original's at all (it is, after the push)
+    res = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.2, repair_trigger=0.0).run(ctx)
+    rep = res.log["repair"]
+    assert rep["ran"] and rep["steps"] > 0
+    assert {e["phase"] for e in res.log["epochs"]} == {0, 1}
+    never = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.2, repair_trigger=1.0).run(ctx)
+    assert not never.log["repair"]["ran"] and {e["phase"] for e in never.log["epochs"]} == {0}
