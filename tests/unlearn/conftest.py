@@ -81,38 +81,33 @@ class ToyMultimodal(Recommender):
 
 @pytest.fixture(scope="session")
 def toy_trained(small_data):
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = ToyMultimodal(small_data)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    return _fit_briefly(ToyMultimodal, small_data)
+
+
+def _fit_briefly(cls: type[Recommender], data: InteractionData) -> Recommender:
     from mmunlearn.train.trainer import train_epoch
 
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = cls(data)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
     rng = np.random.default_rng(0)
     for _ in range(15):
-        train_epoch(model, opt, small_data, 512, rng, torch.device("cpu"))
+        train_epoch(model, opt, data, 512, rng, torch.device("cpu"))
     return model
 
 
-class ToyContentItems(Recommender):
+class ToyContentItems(ToyMultimodal):
     """A backbone without item rows (like MIG-GT): item = W_image · image_feat + W_text · text_feat."""
 
     name = "toy-content"
-    modality_aware = True
 
     def __init__(self, data: InteractionData, config=None, dim: int = 8) -> None:
-        super().__init__(data, config)
-        gen = torch.Generator().manual_seed(0)
-        self.user_emb = nn.Parameter(torch.randn(self.n_users, dim, generator=gen) * 0.1)
-        self.image = nn.Linear(data.modalities["image"].dim, dim, bias=False)
-        self.text = nn.Linear(data.modalities["text"].dim, dim, bias=False)
-        self.register_buffer("img_feat", torch.as_tensor(data.modalities["image"].values))
-        self.register_buffer("txt_feat", torch.as_tensor(data.modalities["text"].values))
+        super().__init__(data, config, dim)
+        del self.item_emb
 
     def propagate(self):
         return self.user_emb, self.image(self.img_feat) + self.text(self.txt_feat)
-
-    def rebuild_graphs(self, train: sp.csr_matrix) -> None:
-        self.rebuilt = int(train.nnz)
 
     def parameter_groups(self):
         return {"user_id": ["user_emb"], "image_proj": ["image.weight"], "text_proj": ["text.weight"]}
@@ -126,16 +121,7 @@ class ToyContentItems(Recommender):
 
 @pytest.fixture(scope="session")
 def content_trained(small_data):
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = ToyContentItems(small_data)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
-    from mmunlearn.train.trainer import train_epoch
-
-    rng = np.random.default_rng(0)
-    for _ in range(15):
-        train_epoch(model, opt, small_data, 512, rng, torch.device("cpu"))
-    return model
+    return _fit_briefly(ToyContentItems, small_data)
 
 
 def toy_ctx(model: Recommender, data: InteractionData, regime: str, ratio: float = 0.1,

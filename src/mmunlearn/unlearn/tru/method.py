@@ -226,7 +226,10 @@ class TRU(UnlearnMethod):
 
         # ----- the updates -----------------------------------------------------------------------------
         active_params = [named[n] for n in params_on]
-        scale_of = [scales.get(branches.get(n, "id"), 1.0) for n in params_on]
+        # with shared weights taking only the deleted items' terms, the rows' push competes with no branch:
+        # scaling it by c_b (ratios of gradients the rows never share) would only shrink or grow its step
+        scale_of = [1.0 if items_only and n in tables else scales.get(branches.get(n, "id"), 1.0)
+                    for n in params_on]
         row_idx = [torch.as_tensor(rows[n], device=device) if n in rows else None for n in params_on]
         is_table = [n in tables for n in params_on]
         precond = _preconditioners(model, tables, params_on, cfg.precondition, rng, device) \
