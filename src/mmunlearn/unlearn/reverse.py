@@ -130,5 +130,5 @@ def retain_bpr_steps(model: Recommender, retain_train: sp.csr_matrix, *, epochs:
     return {"steps": steps, "first_loss": losses[0], "last_loss": losses[-1]}
 
 
-__all__ = ["retain_bpr_steps", "forget_triples", "forget_batches", "RetainSampler", "joint_terms", "forward_bpr", "reverse_bpr",
-           "ascent_bpr"]
+__all__ = ["retain_bpr_steps", "forget_triples", "forget_batches", "RetainSampler", "joint_terms", "forward_bpr",
+           "reverse_bpr", "ascent_bpr"]

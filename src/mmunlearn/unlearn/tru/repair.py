@@ -10,7 +10,7 @@ rebuild alone cost about a quarter of valid NDCG@20 on an item request (docs/TRU
 
 The repair is **triggered**, not always run: only when the model's valid NDCG@20 (users outside the
 request) has fallen more than ``trigger`` below the original's own valid NDCG@20. Where the row-local
-push leaves utility intact (MGCN, LightGCN) it costs one valid evaluation and changes nothing; BPR
+push leaves utility intact (MGCN, LightGCN) it costs two valid evaluations and changes nothing; BPR
 steps are not free of side effects (Adam's first steps move every coordinate), so they are not taken
 where nothing needs repairing.
 """
