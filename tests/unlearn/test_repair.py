@@ -52,8 +52,8 @@ def test_deleted_items_move_shared_weights_without_item_rows(content_trained, sm
     moved = [n for n in ("image", "text") if not torch.equal(getattr(res.model, n).weight,
                                                              getattr(ctx.original, n).weight)]
     assert moved
-    before, after = ctx.applied.forget_pairs, res.log["epochs"]
-    assert len(before) and after[-1]["mean_pct"] > after[0]["mean_pct"]  # the deleted items went down
+    epochs = res.log["epochs"]
+    assert len(ctx.applied.forget_pairs) and epochs[-1]["mean_pct"] > epochs[0]["mean_pct"]  # the items went down
 
 
 def test_repair_trigger_reads_valid_utility(content_trained, small_data):

@@ -60,10 +60,8 @@ from mmunlearn.unlearn.tru.isolation import (
     shared_allowed,
     touched_rows,
 )
-from mmunlearn.unlearn.tru.repair import needs_repair, repair
+from mmunlearn.unlearn.tru.repair import REPAIR_AT, needs_repair, repair
 from mmunlearn.unlearn.tru.scaling import branch_of, branch_ratios, branch_scales
-
-REPAIR_AT = ("before", "after")
 
 
 @dataclass(frozen=True)

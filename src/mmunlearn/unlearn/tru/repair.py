@@ -28,6 +28,9 @@ from mmunlearn.models.base import Recommender
 from mmunlearn.unlearn.base import UnlearnContext
 from mmunlearn.unlearn.reverse import retain_bpr_steps
 
+#: when TRU may repair: right after the exact part, or after the gated push (then the loop runs again)
+REPAIR_AT = ("before", "after")
+
 
 def needs_repair(model: Recommender, ctx: UnlearnContext, trigger: float) -> tuple[bool, dict[str, float]]:
     """Whether ``model``'s valid NDCG@20 is more than ``trigger`` (relative) below the original's."""
@@ -47,4 +50,4 @@ def repair(model: Recommender, ctx: UnlearnContext, *, epochs: float, lr: float,
                             device=torch.device(ctx.device))
 
 
-__all__ = ["needs_repair", "repair"]
+__all__ = ["REPAIR_AT", "needs_repair", "repair"]
