@@ -79,3 +79,16 @@ def test_triggered_repair_runs_and_the_gate_checks_again(content_trained, small_
     assert {e["phase"] for e in res.log["epochs"]} == {0, 1}
     never = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.2, repair_trigger=1.0).run(ctx)
     assert not never.log["repair"]["ran"] and {e["phase"] for e in never.log["epochs"]} == {0}
+
+
+def test_closing_check_repairs_what_the_second_push_took(content_trained, small_data):
+    ctx = toy_ctx(content_trained, small_data, "item", ratio=0.1)
+    res = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.2, repair_trigger=0.0).run(ctx)
+    close = res.log["closing_repair"]  # trigger 0: the pushed model is below the original, so it repairs
+    assert close["ran"] and close["steps"] > 0
+    assert {e["phase"] for e in res.log["epochs"]} == {0, 1}  # and no push follows it
+    off = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.2, repair_trigger=0.0, repair_close=False).run(ctx)
+    assert "closing_repair" not in off.log
+    assert not torch.equal(off.model.image.weight, res.model.image.weight)  # the closing repair moved it
+    never = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.2, repair_trigger=1.0).run(ctx)
+    assert "closing_repair" not in never.log  # no repair, no second push: nothing to check again
