@@ -10,7 +10,7 @@ from mmunlearn.unlearn import build_method
 from mmunlearn.unlearn.base import clone_model
 from mmunlearn.unlearn.tru import TRUConfig
 from mmunlearn.unlearn.tru.isolation import shared_allowed
-from mmunlearn.unlearn.tru.repair import needs_repair
+from mmunlearn.unlearn.tru.repair import needs_repair, original_valid_ndcg
 
 from .conftest import toy_ctx
 
@@ -60,13 +60,13 @@ def test_repair_trigger_reads_valid_utility(content_trained, small_data):
     ctx = toy_ctx(content_trained, small_data, "interaction", ratio=0.05)
     same = clone_model(ctx.original)
     same.rebuild_graphs(ctx.applied.retain.train)
-    needed, check = needs_repair(same, ctx, trigger=0.1)
+    needed, check = needs_repair(same, ctx, 0.1, original_valid_ndcg(ctx))
     assert not needed and check["valid_ndcg@20"] > 0
     broken = clone_model(ctx.original)
     with torch.no_grad():
         broken.image.weight.zero_()
         broken.text.weight.zero_()  # every item scores 0: the ranking is gone
-    needed, check = needs_repair(broken, ctx, trigger=0.1)
+    needed, check = needs_repair(broken, ctx, 0.1, original_valid_ndcg(ctx))
     assert needed and check["valid_ndcg@20"] < check["valid_ndcg@20_original"]
 
 

@@ -30,6 +30,7 @@ Without the gate (ablation ``tru-no-gate``) every weight is 1 and the loop runs 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,7 @@ from mmunlearn.unlearn.tru.isolation import (
     shared_allowed,
     touched_rows,
 )
-from mmunlearn.unlearn.tru.repair import REPAIR_AT, needs_repair, repair
+from mmunlearn.unlearn.tru.repair import REPAIR_AT, needs_repair, original_valid_ndcg, repair
 from mmunlearn.unlearn.tru.scaling import branch_of, branch_ratios, branch_scales
 
 
@@ -156,9 +157,13 @@ class TRU(UnlearnMethod):
         applied = ctx.applied
         repair_rng = seeded_rng(ctx, 29)  # its own stream: the push draws the same negatives either way
 
+        @functools.cache
+        def v_original() -> float:  # the original does not change: one evaluation for every check
+            return original_valid_ndcg(ctx)
+
         def run_repair(key: str = "repair") -> bool:
             """Repair if utility has fallen past the trigger; True when it ran."""
-            needed, check = needs_repair(model, ctx, cfg.repair_trigger)
+            needed, check = needs_repair(model, ctx, cfg.repair_trigger, v_original())
             log[key] = {**check, "ran": needed}
             if needed:
                 log[key].update(repair(model, ctx, epochs=cfg.repair_epochs, lr=cfg.repair_lr,

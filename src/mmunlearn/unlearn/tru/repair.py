@@ -32,12 +32,18 @@ from mmunlearn.unlearn.reverse import retain_bpr_steps
 REPAIR_AT = ("before", "after")
 
 
-def needs_repair(model: Recommender, ctx: UnlearnContext, trigger: float) -> tuple[bool, dict[str, float]]:
-    """Whether ``model``'s valid NDCG@20 is more than ``trigger`` (relative) below the original's."""
+def original_valid_ndcg(ctx: UnlearnContext) -> float:
+    """The original's valid NDCG@20 on the users the trigger compares (users outside the request)."""
     applied = ctx.applied
-    v_original = float(evaluate_split(ctx.original, applied.original, "valid", ks=(20,),
-                                      users=utility_users(applied))["ndcg@20"])
-    v_model = valid_utility(model, applied)
+    return float(evaluate_split(ctx.original, applied.original, "valid", ks=(20,),
+                                users=utility_users(applied))["ndcg@20"])
+
+
+def needs_repair(model: Recommender, ctx: UnlearnContext, trigger: float,
+                 v_original: float) -> tuple[bool, dict[str, float]]:
+    """Whether ``model``'s valid NDCG@20 is more than ``trigger`` (relative) below ``v_original``
+    (:func:`original_valid_ndcg`, computed once per unlearning call however many checks it makes)."""
+    v_model = valid_utility(model, ctx.applied)
     return v_model < (1.0 - trigger) * v_original, {"valid_ndcg@20": v_model, "valid_ndcg@20_original": v_original}
 
 
@@ -50,4 +56,4 @@ def repair(model: Recommender, ctx: UnlearnContext, *, epochs: float, lr: float,
                             device=torch.device(ctx.device))
 
 
-__all__ = ["REPAIR_AT", "needs_repair", "repair"]
+__all__ = ["REPAIR_AT", "needs_repair", "original_valid_ndcg", "repair"]
