@@ -129,3 +129,26 @@ def test_ledger_survives_a_killed_unlearning_process(run_dir, tmp_path):
     res = CliRunner().invoke(main, ["unlearn", "--checkpoint", str(run_dir), "--request", str(req), "--method",
                                     "rebuild-reset", "--out", str(tmp_path / "killed")])
     assert res.exit_code == 0, res.output
+
+
+def test_select_honours_set_and_runs_the_chosen_config_once(run_dir, tmp_path, monkeypatch):
+    from mmunlearn.unlearn import base
+
+    runs: list[tuple[str, object]] = []
+    original_run = base.UnlearnMethod.run
+
+    def counting_run(self, ctx):
+        runs.append((self.name, self.config))
+        return original_run(self, ctx)
+
+    monkeypatch.setattr(base.UnlearnMethod, "run", counting_run)
+    req = _request(run_dir, tmp_path, "interaction", 12)
+    res = CliRunner().invoke(main, ["unlearn", "--checkpoint", str(run_dir), "--request", str(req), "--method",
+                                    "mmrecun", "--select", "--set", "lr=0.002", "--out", str(tmp_path / "sel")])
+    assert res.exit_code == 0, res.output
+    mmrecun_runs = [cfg for name, cfg in runs if name == "mmrecun"]
+    assert len(mmrecun_runs) == 2  # only `epochs` is searched: lr was fixed by --set
+    assert {cfg.lr for cfg in mmrecun_runs} == {0.002}
+    lineage = read_meta(tmp_path / "sel")["lineage"]
+    assert lineage["config"]["lr"] == 0.002 and lineage["selection"]["fixed"] == {"lr": 0.002}
+    assert lineage["config"]["epochs"] in (5, 20)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from mmunlearn.unlearn.base import METHODS
 from mmunlearn.unlearn.compare import compare_methods, markdown_table
-from mmunlearn.unlearn.selection import GRIDS, Selector, choose, grid_configs
+from mmunlearn.unlearn.selection import Selector, choose, grid_configs, search_space
 
 from .conftest import FAST_TRAIN, make_ctx
 
@@ -22,7 +25,23 @@ def test_choose_min_proxy_among_admissible_then_max_valid():
 def test_grids_cover_every_method_and_expand():
     assert len(grid_configs("mmrecun")) == 4
     assert len(grid_configs("rebuild")) == 1
-    assert {"tru", "tru-no-gate", "mmrecun", "neggrad", "finetune"} <= set(GRIDS)
+    assert all(search_space(m) for m in ("tru", "tru-no-gate", "mmrecun", "neggrad", "finetune"))
+    assert all(not METHODS[m].search for m in ("retrain", "rebuild", "rebuild-reset"))
+
+
+def test_fixed_settings_are_honoured_and_not_searched():
+    assert set(search_space("mmrecun", {"lr": 0.5})) == {"epochs"}
+    configs = grid_configs("mmrecun", {"lr": 0.5})
+    assert len(configs) == 2 and {c.lr for c in configs} == {0.5} and {c.epochs for c in configs} == {5, 20}
+
+
+def test_register_method_refuses_unknown_search_key():
+    from mmunlearn.unlearn.base import register_method
+    from mmunlearn.unlearn.mmrecun import MMRecUn, MMRecUnConfig
+
+    with pytest.raises(ValueError, match="no_such"):
+        register_method("mmrecun-typo", MMRecUn, MMRecUnConfig, "x", search={"no_such": [1]})
+    assert "mmrecun-typo" not in METHODS
 
 
 def test_selector_uses_valid_and_proxy_only(trained, small_data):

@@ -6,8 +6,10 @@ new model. ``seconds`` is the wall time of the unlearning call alone — copying
 updates; never evaluation. Approximate methods start from a deep copy of the original and see the
 rebuilt graph (:func:`start_from_original`); Retrain builds a fresh model.
 
-Methods register with :func:`register_method` under a name with their config class and optional preset
-overrides (this is how the TRU ablations are defined: ``tru-no-gate`` is TRU with ``gate=False``).
+Methods register with :func:`register_method` under a name with their config class, optional preset
+overrides (this is how the TRU ablations are defined: ``tru-no-gate`` is TRU with ``gate=False``) and the
+small search space the retrain-free selection rule tries (``unlearn/selection.py``); a new method is
+therefore one file that calls :func:`register_method`, plus its import in ``unlearn/__init__.py``.
 """
 
 from __future__ import annotations
@@ -134,14 +136,23 @@ class MethodSpec:
     config_cls: type
     preset: dict[str, Any]
     summary: str
+    #: setting → values the selection rule tries (empty: a one-point grid, the defaults)
+    search: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(name: str, cls: type[UnlearnMethod], config_cls: type, summary: str,
-                    preset: dict[str, Any] | None = None) -> None:
-    METHODS[name] = MethodSpec(cls=cls, config_cls=config_cls, preset=dict(preset or {}), summary=summary)
+                    preset: dict[str, Any] | None = None,
+                    search: dict[str, list[Any] | tuple[Any, ...]] | None = None) -> None:
+    """Register ``name``; ``search`` keys must be fields of ``config_cls`` (checked here, not at selection)."""
+    known = {f.name for f in fields(config_cls)}
+    for key in (preset or {}).keys() | (search or {}).keys():
+        if key not in known:
+            raise ValueError(f"method {name!r}: {key!r} is not a {config_cls.__name__} field")
+    METHODS[name] = MethodSpec(cls=cls, config_cls=config_cls, preset=dict(preset or {}), summary=summary,
+                               search={k: tuple(v) for k, v in (search or {}).items()})
 
 
 def _ensure_loaded() -> None:
@@ -153,21 +164,22 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
-def method_config(name: str, *layers: tuple[str, dict[str, Any]]) -> Any:
-    """Defaults of method ``name`` (preset included) overridden by each ``(where, mapping)`` layer."""
+def method_spec(name: str) -> MethodSpec:
     _ensure_loaded()
     if name not in METHODS:
         raise InputError(f"unknown unlearning method {name!r}; available: {', '.join(METHODS)}")
-    spec = METHODS[name]
+    return METHODS[name]
+
+
+def method_config(name: str, *layers: tuple[str, dict[str, Any]]) -> Any:
+    """Defaults of method ``name`` (preset included) overridden by each ``(where, mapping)`` layer."""
+    spec = method_spec(name)
     return build(spec.config_cls, (f"preset of {name}", spec.preset), *layers)
 
 
 def build_method(name: str, config: Any | None = None, **overrides: Any) -> UnlearnMethod:
     """A ready-to-run method; ``config`` replaces the default (preset applied), ``overrides`` patch it."""
-    _ensure_loaded()
-    if name not in METHODS:
-        raise InputError(f"unknown unlearning method {name!r}; available: {', '.join(METHODS)}")
-    spec = METHODS[name]
+    spec = method_spec(name)
     cfg = config if config is not None else method_config(name)
     if overrides:
         cfg = replace(cfg, **overrides)
@@ -181,4 +193,4 @@ def seeded_rng(ctx: UnlearnContext, salt: int = 0) -> np.random.Generator:
 Callback = Callable[[dict[str, Any]], None]
 
 __all__ = ["UnlearnContext", "UnlearnResult", "UnlearnMethod", "start_from_original", "register_method",
-           "method_names", "method_config", "build_method", "METHODS", "MethodSpec", "seeded_rng"]
+           "method_names", "method_spec", "method_config", "build_method", "METHODS", "MethodSpec", "seeded_rng"]

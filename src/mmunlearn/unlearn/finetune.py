@@ -45,4 +45,5 @@ class Finetune(UnlearnMethod):
         return model, log
 
 
-register_method("finetune", Finetune, FinetuneConfig, "continue BPR on the retain data only")
+register_method("finetune", Finetune, FinetuneConfig, "continue BPR on the retain data only",
+                search={"epochs": [0.1, 0.3], "lr": [1e-3, 5e-3]})

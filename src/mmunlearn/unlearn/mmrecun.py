@@ -66,4 +66,5 @@ class MMRecUn(UnlearnMethod):
 
 
 register_method("mmrecun", MMRecUn, MMRecUnConfig,
-                "reverse BPR on D_f + forward BPR on D_r samples, all parameters (Sinha et al. 2025)")
+                "reverse BPR on D_f + forward BPR on D_r samples, all parameters (Sinha et al. 2025)",
+                search={"epochs": [5, 20], "lr": [1e-3, 1e-2]})

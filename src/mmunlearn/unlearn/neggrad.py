@@ -56,4 +56,5 @@ class NegGrad(UnlearnMethod):
         return model, log
 
 
-register_method("neggrad", NegGrad, NegGradConfig, "gradient ascent on the forget set's BPR loss")
+register_method("neggrad", NegGrad, NegGradConfig, "gradient ascent on the forget set's BPR loss",
+                search={"epochs": [1, 5], "lr": [1e-3, 1e-2]})

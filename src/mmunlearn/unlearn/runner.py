@@ -85,15 +85,17 @@ def unlearn_checkpoint(run_dir: Path, request_path: Path, method: str, out: Path
                          model_config=parent.model.config, train_config=tcfg, seed=seed, device=device,
                          show_progress=show_progress)
     selection = None
-    if select:
-        from mmunlearn.unlearn.selection import select_config
-
-        cfg, selection = select_config(method, ctx)
     pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
     print(f"unlearning: {method} on {applied.counts()['forget_pairs']} deleted pairs", flush=True)
     if pause > 0:
         time.sleep(pause)
-    result = build_method(method, cfg).run(ctx)
+    if select:  # the chosen configuration's run is the result: nothing runs twice
+        from mmunlearn.unlearn.selection import Selector
+
+        fixed = {**section, **(overrides or {})}
+        cfg, selection, result = Selector(ctx).select(method, fixed=fixed)
+    else:
+        result = build_method(method, cfg).run(ctx)
     metrics = summarise(result.model, ctx)
     metrics["seconds"] = result.seconds
     cumulative = ForgetRequest.from_dict(meta["request"]).merged_with(request) if meta.get("request") else request

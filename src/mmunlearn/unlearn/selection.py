@@ -17,7 +17,9 @@ The rule (docs/TRU.md §Selection):
    those, the ones within ``V_TIE`` (1 %, about the sampling noise of valid NDCG@20 on Baby) of the best
    ``V``, and of these the fastest. If none is admissible, take the highest ``V``.
 
-Methods without hyper-parameters (``rebuild``, ``rebuild-reset``, ``retrain``) have a one-point grid.
+Each method declares what is searched (``register_method(..., search=...)``); methods without
+hyper-parameters (``rebuild``, ``rebuild-reset``, ``retrain``) have a one-point grid. Settings the user
+fixes are held constant and dropped from the search.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from mmunlearn.evaluate.forgetting import valid_utility
-from mmunlearn.unlearn.base import UnlearnContext, UnlearnResult, build_method, method_config
+from mmunlearn.unlearn.base import UnlearnContext, UnlearnResult, build_method, method_config, method_spec
 from mmunlearn.unlearn.targets import ProxyTarget, build_targets
 
 UTILITY_SLACK = 0.10
@@ -37,27 +39,17 @@ TIE = 0.005
 V_TIE = 0.01
 METRIC = "ndcg@20"
 
-#: the grid searched for each method (the method's preset and defaults fill everything else)
-GRIDS: dict[str, dict[str, list[Any]]] = {
-    "retrain": {},
-    "rebuild": {},
-    "rebuild-reset": {},
-    "finetune": {"epochs": [0.1, 0.3], "lr": [1e-3, 5e-3]},
-    "neggrad": {"epochs": [1, 5], "lr": [1e-3, 1e-2]},
-    "mmrecun": {"epochs": [5, 20], "lr": [1e-3, 1e-2]},
-    "tru": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
-    "tru-no-scaling": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
-    "tru-no-isolation": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
-    "tru-no-repair": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
-    "tru-shared-always": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
-    "tru-no-gate": {"lr": [10.0, 50.0], "epochs": [2, 5]},
-}
+def search_space(name: str, fixed: dict[str, Any] | None = None) -> dict[str, tuple[Any, ...]]:
+    """What the rule tries for ``name`` (declared by the method at registration), less the ``fixed``
+    settings: a setting the user fixed (``--set``, a config file) is honoured, never searched over."""
+    fixed = fixed or {}
+    return {k: v for k, v in method_spec(name).search.items() if k not in fixed}
 
 
 def grid_configs(name: str, fixed: dict[str, Any] | None = None) -> list[Any]:
     """The configurations searched for ``name``; ``fixed`` settings (not searched) apply to all of them."""
     base = method_config(name, ("fixed settings", fixed or {}))
-    grid = GRIDS.get(name, {})
+    grid = search_space(name, fixed)
     keys = list(grid)
     return [replace(base, **dict(zip(keys, values, strict=True)))
             for values in itertools.product(*(grid[k] for k in keys))] or [base]
@@ -87,6 +79,7 @@ class Selector:
         """Run the grid of ``name`` (with ``fixed`` settings held constant); return the chosen config, the
         selection report and its result."""
         candidates = []
+        searched = search_space(name, fixed)
         for cfg in grid_configs(name, fixed):
             res = build_method(name, cfg).run(self.ctx)
             sc = self.score(res)
@@ -96,7 +89,8 @@ class Selector:
         report = {"rule": f"min |proxy gap| s.t. valid NDCG@20 >= (1-{UTILITY_SLACK}) x rebuild; "
                           f"ties ({TIE}) -> valid within {V_TIE:.0%} of the best -> fastest",
                   "v_rebuild": self.v_rebuild, "chosen": chosen,
-                  "grid": [{"config": {k: getattr(c, k) for k in GRIDS.get(name, {})}, **sc}
+                  "fixed": dict(fixed or {}),
+                  "grid": [{"config": {k: getattr(c, k) for k in searched}, **sc}
                            for c, sc, _ in candidates]}
         return cfg, report, best_result
 
@@ -113,11 +107,4 @@ def choose(scores: list[dict[str, float]], v_ref: float) -> int:
     return int(min(good, key=lambda k: scores[k]["seconds"]))
 
 
-def select_config(name: str, ctx: UnlearnContext, selector: Selector | None = None) -> tuple[Any, dict[str, Any]]:
-    """The selected config of ``name`` and the selection report (pass a :class:`Selector` to share the
-    per-request references between methods; :meth:`Selector.select` also returns the chosen run)."""
-    cfg, report, _ = (selector or Selector(ctx)).select(name)
-    return cfg, report
-
-
-__all__ = ["GRIDS", "Selector", "choose", "grid_configs", "select_config", "UTILITY_SLACK", "TIE", "V_TIE"]
+__all__ = ["search_space", "Selector", "choose", "grid_configs", "UTILITY_SLACK", "TIE", "V_TIE"]

@@ -467,16 +467,20 @@ class _Anchor:
                 "items_per_user": int(len(self.items_for_users)), "users_per_item": int(len(self.users_for_items))}
 
 
+#: TRU's search space: the step size and the preconditioner's strength (docs/TRU.md §Selection)
+TRU_SEARCH = {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]}
+
 register_method("tru", TRU, TRUConfig, "Targeted Reverse Update: exact part + gated, scaled, isolated reverse "
-                                       "updates to retrain-free rank targets")
+                                       "updates to retrain-free rank targets", search=TRU_SEARCH)
 register_method("tru-no-gate", TRU, TRUConfig, "TRU without the ranking gate (uniform reverse weight, fixed "
-                                               "epochs)", preset={"gate": False, "epochs": 3, "lr": 10.0})
+                                               "epochs)", preset={"gate": False, "epochs": 3, "lr": 10.0},
+                search={"lr": [10.0, 50.0], "epochs": [2, 5]})
 register_method("tru-no-scaling", TRU, TRUConfig, "TRU without branch-wise modality scaling",
-                preset={"scaling": False})
+                preset={"scaling": False}, search=TRU_SEARCH)
 register_method("tru-no-isolation", TRU, TRUConfig, "TRU without layer isolation (all groups, all rows)",
-                preset={"isolation": False})
+                preset={"isolation": False}, search=TRU_SEARCH)
 register_method("tru-no-repair", TRU, TRUConfig, "TRU without the triggered retain-side repair",
-                preset={"repair_epochs": 0.0})
+                preset={"repair_epochs": 0.0}, search=TRU_SEARCH)
 register_method("tru-shared-always", TRU, TRUConfig, "TRU whose shared groups always join the push (the rule "
                                                      "before 'auto'; differs from tru only without item rows)",
-                preset={"shared": "always"})
+                preset={"shared": "always"}, search=TRU_SEARCH)
