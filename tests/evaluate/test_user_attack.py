@@ -5,11 +5,11 @@ import torch
 
 from mmunlearn.evaluate.user_attack import (
     audit_forget_users,
-    fit_user_attack,
     mf_item_vectors,
     rank_weights,
     user_features,
 )
+from mmunlearn.train.shadow import fit_user_attack
 
 from .conftest import EPOCHS, MODEL_CFG, TRAIN_CFG
 

@@ -840,7 +840,7 @@ class _Auditor:
 
     def user_attack(self) -> Any:
         if self._user_attack is None:
-            from mmunlearn.evaluate.user_attack import fit_user_attack
+            from mmunlearn.train.shadow import fit_user_attack
 
             self.bar.describe(f"{self.tag}: training the user-level attack's shadow model")
             ctx = self.ctx

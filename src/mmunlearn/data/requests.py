@@ -19,7 +19,7 @@ delete the same data are the same request (the deletion ledger relies on this).
 Applying a request never renumbers anything: the id space stays fixed, the retain data is
 ``data.with_train(train ∖ D_f)`` with valid/test/content unchanged, and what depends on the deletion —
 the forget pairs, the users/items whose *whole* training history went — is returned beside it.
-Models rebuild their graphs on the retain train matrix (:func:`rebuild_model_graphs`).
+Models rebuild their graphs on the retain train matrix (``Recommender.see_retain``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mmunlearn.data.interactions import InteractionData, pairs_to_csr
+from mmunlearn.data.pairs import contains, csr_pairs, pair_keys
 from mmunlearn.errors import InputError
 from mmunlearn.io import atomic_write_json
 
@@ -219,8 +220,8 @@ def sample_request(data: InteractionData, regime: str, ratio: float = 0.05, seed
     else:
         n = max(1, int(round(ratio * train.nnz)))
         idx = rng.choice(train.nnz, size=n, replace=False)
-        users = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(train.indptr))
-        kwargs = {"pairs": np.stack([users[idx], train.indices[idx].astype(np.int64)], axis=1)}
+        users, items = csr_pairs(train)
+        kwargs = {"pairs": np.stack([users[idx], items[idx]], axis=1)}
     req = ForgetRequest.explicit(data=data, regime=regime, **kwargs,
                                  sampling={"ratio": float(ratio), "seed": int(seed), "selection": selection})
     validate_request(req, data)
@@ -261,8 +262,6 @@ def validate_request(request: ForgetRequest, data: InteractionData) -> sp.csr_ma
         raise InputError(f"{tag}: item {idle[0]} has no training interactions to delete "
                          f"({idle.size} such item(s); already deleted?)")
     if len(request.pairs):
-        from mmunlearn.train.sampling import contains, pair_keys
-
         ok = contains(pair_keys(train), request.pairs[:, 0], request.pairs[:, 1], data.n_items)
         if not ok.all():
             u, i = request.pairs[np.flatnonzero(~ok)[0]]
@@ -281,14 +280,11 @@ def _forget_matrix(request: ForgetRequest, data: InteractionData) -> sp.csr_matr
     rows[request.users] = True
     cols = np.zeros(data.n_items, dtype=bool)
     cols[request.items] = True
-    users = np.repeat(np.arange(data.n_users), np.diff(train.indptr))
-    items = train.indices
+    users, items = csr_pairs(train)
     hit = rows[users] | cols[items]
     if len(request.pairs):
-        from mmunlearn.train.sampling import contains
-
         keys = np.sort(request.pairs[:, 0] * data.n_items + request.pairs[:, 1])
-        hit |= contains(keys, users, items.astype(np.int64), data.n_items)
+        hit |= contains(keys, users, items, data.n_items)
     return pairs_to_csr(users[hit], items[hit], data.n_users, data.n_items)
 
 
@@ -306,8 +302,7 @@ class AppliedRequest:
     @property
     def forget_pairs(self) -> np.ndarray:
         """``[n, 2]`` (user, item) of the deleted pairs, sorted by user then item."""
-        users = np.repeat(np.arange(self.forget.shape[0], dtype=np.int64), np.diff(self.forget.indptr))
-        return np.stack([users, self.forget.indices.astype(np.int64)], axis=1)
+        return np.stack(csr_pairs(self.forget), axis=1)
 
     @property
     def forget_users(self) -> np.ndarray:
@@ -332,7 +327,7 @@ def apply_request(data: InteractionData, request: ForgetRequest) -> AppliedReque
     forget = validate_request(request, data)
     retain_train = data.train - forget
     retain_train.eliminate_zeros()
-    retain_train = pairs_to_csr(*_nonzero(retain_train), data.n_users, data.n_items)
+    retain_train = pairs_to_csr(*csr_pairs(retain_train), data.n_users, data.n_items)
     retain = data.with_train(retain_train, name=data.name)
     before_u, after_u = np.diff(data.train.indptr) > 0, np.diff(retain_train.indptr) > 0
     before_i = np.bincount(data.train.indices, minlength=data.n_items) > 0
@@ -342,26 +337,5 @@ def apply_request(data: InteractionData, request: ForgetRequest) -> AppliedReque
                           deleted_items=np.flatnonzero(before_i & ~after_i))
 
 
-def _nonzero(mat: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    mat = sp.csr_matrix(mat)
-    users = np.repeat(np.arange(mat.shape[0], dtype=np.int64), np.diff(mat.indptr))
-    return users, mat.indices.astype(np.int64)
-
-
-def rebuild_model_graphs(model: Any, applied: AppliedRequest) -> None:
-    """Make a model see the retain data: ``rebuild_graphs(retain.train)``, then ``forget_items``.
-
-    ``rebuild_graphs`` rebuilds every structure derived from the training matrix (U–I adjacency and,
-    for multimodal backbones, item–item graphs — which must drop items without training interactions).
-    A backbone that needs to know explicitly which items were deleted (e.g. to drop them from a kNN
-    graph built on content) may define ``forget_items(items: np.ndarray) -> None``; it is called with
-    the fully deleted items after the rebuild. Backbones without it are unaffected (a no-op default).
-    """
-    model.rebuild_graphs(applied.retain.train)
-    hook = getattr(model, "forget_items", None)
-    if callable(hook) and len(applied.deleted_items):
-        hook(applied.deleted_items)
-
-
 __all__ = ["ForgetRequest", "AppliedRequest", "sample_request", "validate_request", "apply_request",
-           "save_request", "load_request", "rebuild_model_graphs", "REGIMES", "SELECTIONS"]
+           "save_request", "load_request", "REGIMES", "SELECTIONS"]

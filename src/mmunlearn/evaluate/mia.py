@@ -48,6 +48,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mmunlearn.data.interactions import InteractionData
+from mmunlearn.data.pairs import csr_pairs, in_matrix
 
 if TYPE_CHECKING:  # evaluate/ sits below models/ and train/ in the layering: annotations only
     from mmunlearn.models.base import Recommender
@@ -66,24 +67,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_user_activity",  # log(1 + training positives of u, this pair excluded)
 )
 _TOP = 20
-
-
-def csr_pairs(mat: sp.csr_matrix) -> Pairs:
-    """(users, items) of the non-zeros of a CSR matrix, row-major."""
-    mat = sp.csr_matrix(mat)
-    users = np.repeat(np.arange(mat.shape[0], dtype=np.int64), np.diff(mat.indptr))
-    return users, mat.indices.astype(np.int64)
-
-
-def _in_matrix(mat: sp.csr_matrix, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Whether each (user, item) is a non-zero of ``mat`` (binary search over sorted pair keys)."""
-    mu, mi = csr_pairs(mat)
-    keys = np.sort(mu * mat.shape[1] + mi)
-    if len(keys) == 0:
-        return np.zeros(len(users), dtype=bool)
-    q = users * mat.shape[1] + items
-    pos = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
-    return keys[pos] == q
 
 
 def as_pairs(pairs: PairsLike) -> Pairs:
@@ -132,7 +115,7 @@ def pair_features(model: Recommender | tuple[torch.Tensor, torch.Tensor], train:
     if users.max() >= train.shape[0] or items.max() >= n_items or users.min() < 0 or items.min() < 0:
         raise ValueError("pairs reference ids outside the data's id space")
 
-    in_train = _in_matrix(train, users, items)
+    in_train = in_matrix(train, users, items)
     row_nnz = np.diff(train.indptr)
     item_deg = np.bincount(train.indices, minlength=n_items)
     n_cand = n_items - row_nnz[users] + in_train  # all items minus the user's *other* positives

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,7 +59,6 @@ from mmunlearn.evaluate.ranking import top_k
 
 if TYPE_CHECKING:  # evaluate/ sits below models/ and train/ in the layering: annotations only
     from mmunlearn.models.base import Recommender
-    from mmunlearn.train.trainer import TrainConfig
 
 #: ``(shadow_data, seed) -> trained model``: how the attacker trains its shadow recommender
 ShadowTrainer = Callable[[InteractionData, int], "Recommender"]
@@ -176,34 +175,6 @@ class UserAttack:
                 "heldout_accuracy": self.heldout_accuracy, "threshold": self.threshold,
                 "n_shadow_members": int(len(self.shadow_members)),
                 "n_shadow_nonmembers": int(len(self.shadow_nonmembers))}
-
-
-def fit_user_attack(data: InteractionData, backbone_name: str, model_config: Any, train_config: TrainConfig,
-                    seed: int = 0, *, epochs: int | None = None, mf_dim: int = 100, k: int = 100,
-                    member_share: float = 0.5, holdout: float = 0.3,
-                    show_progress: bool = False) -> UserAttack:
-    """Train a shadow ``backbone_name`` on a shadow split of ``data`` and fit the attack MLP on it.
-
-    ``epochs`` (if given) overrides the shadow's training length (no early stopping: one evaluation at
-    the end), which keeps the audit cheap; otherwise ``train_config`` is used as is. The shadow's seed
-    is ``seed + 1000`` (init and sampling), different from any target trained with ``seed``.
-    The registry and trainer are imported here, not at module level, so ``evaluate/`` keeps pointing
-    only down the layering; :func:`fit_user_attack_with` takes any shadow trainer instead.
-    """
-    from mmunlearn.models.registry import build_model
-    from mmunlearn.train.trainer import train
-
-    def train_shadow(shadow_data: InteractionData, shadow_seed: int) -> Recommender:
-        cfg = replace(train_config, seed=shadow_seed)
-        if epochs is not None:
-            cfg = replace(cfg, epochs=epochs, min_epochs=epochs, eval_every=epochs)
-        torch.manual_seed(shadow_seed)
-        shadow = build_model(backbone_name, shadow_data, model_config)
-        train(shadow, shadow_data, cfg, show_progress=show_progress)
-        return shadow
-
-    return fit_user_attack_with(data, train_shadow, seed, mf_dim=mf_dim, k=k, member_share=member_share,
-                                holdout=holdout)
 
 
 def fit_user_attack_with(data: InteractionData, train_shadow: ShadowTrainer, seed: int = 0, *,

@@ -110,6 +110,20 @@ class Recommender(nn.Module, ABC):
     def rebuild_graphs(self, train: sp.csr_matrix) -> None:
         """Rebuild every structure derived from the training matrix (U–I adjacency, item–item graphs)."""
 
+    def see_retain(self, retain_train: sp.csr_matrix, deleted_items: np.ndarray) -> None:
+        """Make the model see the retain data: :meth:`rebuild_graphs`, then ``forget_items``.
+
+        ``rebuild_graphs`` rebuilds every structure derived from the training matrix (U–I adjacency and,
+        for multimodal backbones, item–item graphs — which must drop items without training interactions).
+        A backbone that needs to know explicitly which items were deleted (e.g. to drop them from a kNN
+        graph built on content) may define ``forget_items(items: np.ndarray) -> None``; it is called with
+        the fully deleted items after the rebuild. Backbones without it are unaffected.
+        """
+        self.rebuild_graphs(retain_train)
+        hook = getattr(self, "forget_items", None)
+        if callable(hook) and len(deleted_items):
+            hook(deleted_items)
+
     @torch.no_grad()
     def reset_rows(self, users: np.ndarray, items: np.ndarray, seed: int = 0) -> None:
         """Re-initialise the embedding rows of users/items whose whole training history was deleted.

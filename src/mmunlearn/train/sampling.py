@@ -12,29 +12,9 @@ from collections.abc import Iterator
 import numpy as np
 import scipy.sparse as sp
 
+from mmunlearn.data.pairs import contains, csr_pairs, pair_keys  # re-exported: the samplers' own vocabulary
+
 _MAX_ROUNDS = 50
-
-
-def csr_pairs(mat: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """(users, items) of the non-zeros of a CSR matrix, row-major."""
-    users = np.repeat(np.arange(mat.shape[0], dtype=np.int64), np.diff(mat.indptr))
-    return users, mat.indices.astype(np.int64)
-
-
-def pair_keys(mat: sp.csr_matrix) -> np.ndarray:
-    """Sorted ``user * n_items + item`` keys of the non-zeros (sorted because CSR indices are sorted)."""
-    users, items = csr_pairs(mat)
-    return users * mat.shape[1] + items
-
-
-def contains(keys: np.ndarray, users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
-    """Whether each (user, item) is among ``keys`` (sorted)."""
-    q = users.astype(np.int64) * n_items + items
-    if len(keys) == 0:
-        return np.zeros(len(q), dtype=bool)
-    pos = np.searchsorted(keys, q)
-    pos = np.minimum(pos, len(keys) - 1)
-    return keys[pos] == q
 
 
 def sample_negatives(users: np.ndarray, positives: sp.csr_matrix, rng: np.random.Generator,
@@ -63,3 +43,6 @@ def bpr_batches(train: sp.csr_matrix, batch_size: int, rng: np.random.Generator,
     for start in range(0, len(users), batch_size):
         sl = slice(start, start + batch_size)
         yield users[sl], items[sl], negs[sl]
+
+
+__all__ = ["csr_pairs", "pair_keys", "contains", "sample_negatives", "bpr_batches"]

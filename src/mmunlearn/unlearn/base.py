@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mmunlearn.config import build
-from mmunlearn.data.requests import AppliedRequest, rebuild_model_graphs
+from mmunlearn.data.requests import AppliedRequest
 from mmunlearn.errors import InputError
 from mmunlearn.models.base import Recommender
 from mmunlearn.train.trainer import TrainConfig
@@ -120,7 +120,7 @@ def start_from_original(ctx: UnlearnContext, *, reset: bool = False) -> tuple[Re
     """
     model = clone_model(ctx.original)
     model.to(torch.device(ctx.device))
-    rebuild_model_graphs(model, ctx.applied)
+    model.see_retain(ctx.applied.retain.train, ctx.applied.deleted_items)
     log: dict[str, Any] = {"rebuilt_graph": True, "reset_users": 0, "reset_items": 0}
     if reset:
         model.reset_rows(ctx.applied.deleted_users, ctx.applied.deleted_items, seed=ctx.seed + 7919)

@@ -440,7 +440,7 @@ class _Anchor:
             s0 = u_emb[torch.as_tensor(rows_u, device=device)] @ i_emb[torch.as_tensor(cols_i, device=device)].T
             return s0
 
-        from mmunlearn.train.sampling import contains
+        from mmunlearn.data.pairs import contains
 
         s0_u = block(users, cand_i) if len(users) else torch.zeros(0, len(cand_i), device=device)
         mu = ~contains(fkeys, np.repeat(users, len(cand_i)), np.tile(cand_i, len(users)), n_items)
