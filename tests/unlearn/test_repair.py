@@ -24,7 +24,7 @@ def test_shared_rule():
     assert not shared_allowed("never", with_items, items_pushed=True)
 
 
-@pytest.mark.parametrize("field,value", [("shared", "sometimes"), ("repair_at", "during")])
+@pytest.mark.parametrize("field,value", [("shared", "sometimes"), ("gate_scale", "cubic")])
 def test_unknown_choices_are_refused(field, value):
     with pytest.raises(InputError, match=f"tru.{field}"):
         TRUConfig(**{field: value})

@@ -39,7 +39,7 @@ def _deltas(model, original, branches):
 def test_update_norm_per_branch_follows_the_scale(toy_trained, small_data):
     applied = apply_request(small_data, sample_request(small_data, "interaction", 0.1, 0))
     ctx = UnlearnContext(original=toy_trained, applied=applied, model_name="toy-mm", model_config=None)
-    common = {"epochs": 1, "tol": 0.0, "anchor_weight": 0.0, "isolation": False, "lr": 0.05, "max_rel_step": 1e9}
+    common = {"epochs": 1, "tol": 0.0, "isolation": False, "lr": 0.05, "max_rel_step": 1e9}
     on = build_method("tru", **common).run(ctx)
     off = build_method("tru", scaling=False, **common).run(ctx)
     scales = on.log["branch_scales"]

@@ -28,9 +28,6 @@ from mmunlearn.models.base import Recommender
 from mmunlearn.unlearn.base import UnlearnContext
 from mmunlearn.unlearn.reverse import retain_bpr_steps
 
-#: when TRU may repair: right after the exact part, or after the gated push (then the loop runs again)
-REPAIR_AT = ("before", "after")
-
 
 def original_valid_ndcg(ctx: UnlearnContext) -> float:
     """The original's valid NDCG@20 on the users the trigger compares (users outside the request)."""
@@ -56,4 +53,38 @@ def repair(model: Recommender, ctx: UnlearnContext, *, epochs: float, lr: float,
                             device=torch.device(ctx.device))
 
 
-__all__ = ["REPAIR_AT", "needs_repair", "original_valid_ndcg", "repair"]
+class RepairPolicy:
+    """TRU's repair decisions within one unlearning call: check, and repair when past the trigger.
+
+    The original's valid NDCG@20 is evaluated once, on the first check (the original does not change),
+    however many checks the call makes; the repair draws from its own random stream, so the push draws the
+    same negatives whether or not a repair ran. Each check is logged under its key (``repair``,
+    ``closing_repair``).
+    """
+
+    def __init__(self, ctx: UnlearnContext, *, trigger: float, epochs: float, lr: float, batch_size: int,
+                 rng: np.random.Generator, log: dict[str, Any]) -> None:
+        self.ctx, self.trigger, self.epochs, self.lr, self.batch_size = ctx, trigger, epochs, lr, batch_size
+        self.rng, self.log = rng, log
+        self._v_original: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.epochs > 0
+
+    def v_original(self) -> float:
+        if self._v_original is None:
+            self._v_original = original_valid_ndcg(self.ctx)
+        return self._v_original
+
+    def check(self, model: Recommender, key: str = "repair") -> bool:
+        """Repair ``model`` in place if its utility has fallen past the trigger; True when it ran."""
+        needed, measured = needs_repair(model, self.ctx, self.trigger, self.v_original())
+        self.log[key] = {**measured, "ran": needed}
+        if needed:
+            self.log[key].update(repair(model, self.ctx, epochs=self.epochs, lr=self.lr,
+                                        batch_size=self.batch_size, rng=self.rng))
+        return needed
+
+
+__all__ = ["RepairPolicy", "needs_repair", "original_valid_ndcg", "repair"]
