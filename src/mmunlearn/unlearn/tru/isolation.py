@@ -87,7 +87,7 @@ def shared_allowed(rule: str, tables: dict[str, str], items_pushed: bool) -> boo
     item is what shared modules make of it (MIG-GT: no item ID rows; items come from propagation and
     the modality MLPs), every shared step moves every item's representation, while a deleted
     interaction can be undone in its user's row alone: on Baby/MIG-GT's interaction request (grid seed
-    0, docs/BENCHMARKS.md §5e) pushing through the modality MLPs ended 0.086 short of Retrain's
+    0, docs/BENCHMARKS.md §3.3) pushing through the modality MLPs ended 0.086 short of Retrain's
     percentile at 0.88x its test NDCG@20, the user rows (shared modules taking only the 3 fully deleted
     items' terms) 0.029 short at 0.98x. A fully deleted item has no row there, so its pairs need the
     shared groups (and usually the repair). With item rows (MGCN, LightGCN) the coverage rule decides,
