@@ -23,7 +23,7 @@ from mmunlearn.errors import InputError
 from mmunlearn.evaluate.forgetting import evaluate_forgetting, result_row
 from mmunlearn.evaluate.mia import audit_forget_set, fit_membership_attack
 from mmunlearn.io import atomic_write_json, atomic_write_text
-from mmunlearn.unlearn.selection import Selector
+from mmunlearn.workflow.selection import Selector
 
 SCALES = ("percentile", "logit")
 

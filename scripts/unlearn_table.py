@@ -8,7 +8,7 @@ the run's metadata, so ``--dataset`` only matters when the script trains the ori
 not exist the script trains one with the configuration of the published LightGCN table (lr 5e-3, min 20
 epochs, patience 5 evaluations every 2 epochs, seed 0). Retrain models are cached under ``DIR/cache`` (reused on re-runs).
 Writes ``DIR/table.md`` and ``DIR/results.json``; selection uses only valid data and the retrain-free
-proxy (``mmunlearn.unlearn.selection``), never test and never Retrain.
+proxy (``mmunlearn.workflow.selection``), never test and never Retrain.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
     from mmunlearn.models.registry import build_model, model_config
     from mmunlearn.pipeline import load_data_and_model, provenance_lines
     from mmunlearn.train.trainer import TrainConfig, seed_everything, train
-    from mmunlearn.unlearn.compare import DEFAULT_METHODS, compare_methods, markdown_table
+    from mmunlearn.workflow.compare import DEFAULT_METHODS, compare_methods, markdown_table
 
     if not (args.original / "meta.json").is_file():
         data = load_dataset(args.dataset)

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mmunlearn"
 
 #: top first; a module may import from its own layer and any layer after it
 LAYERS: list[set[str]] = [
-    {"__main__"}, {"cli"}, {"bench"}, {"stream"}, {"unlearn"}, {"pipeline"}, {"checkpoint"}, {"train"},
+    {"__main__"}, {"cli"}, {"bench"}, {"stream"}, {"workflow"}, {"unlearn"}, {"pipeline"}, {"checkpoint"}, {"train"},
     {"evaluate"}, {"models"}, {"data"}, {"config", "errors", "io", "progress", "runtime", "mmunlearn"},
 ]
 RANK = {name: k for k, layer in enumerate(LAYERS) for name in layer}

@@ -18,6 +18,7 @@ from mmunlearn.checkpoint import Checkpoint, load_checkpoint, read_meta, save_ch
 from mmunlearn.config import option
 from mmunlearn.data.interactions import InteractionData
 from mmunlearn.evaluate.ranking import evaluate_split
+from mmunlearn.models.base import Recommender
 from mmunlearn.models.registry import MODELS, build_model
 from mmunlearn.train.trainer import TrainConfig, TrainResult, seed_everything, train
 
@@ -89,6 +90,7 @@ def provenance_lines(data: InteractionData) -> list[str]:
 
 @dataclass
 class TrainedRun:
+    model: Recommender
     meta: dict[str, Any]
     result: TrainResult
     test: dict[str, float]
@@ -96,22 +98,28 @@ class TrainedRun:
 
 
 def train_and_save(prepared: PreparedData, model_name: str, model_cfg: Any, train_cfg: TrainConfig,
-                   out: Path, *, show_progress: bool = True) -> TrainedRun:
-    """Train on ``prepared.data`` with early stopping on valid, evaluate test once, save the run."""
+                   out: Path, *, show_progress: bool = True, extra: dict[str, Any] | None = None,
+                   rebuildable: bool = True) -> TrainedRun:
+    """Train on ``prepared.data`` with early stopping on valid, evaluate test once, save the run.
+
+    ``extra`` adds metadata (the grid records its hash and dataset there). ``rebuildable=False`` leaves
+    the data spec out of the metadata: data the spec cannot reproduce (a grid's user subsample, narrowed
+    synthetic content) must then be passed to ``load_checkpoint`` explicitly, never silently rebuilt wrong.
+    """
     seed_everything(train_cfg.seed)
     data = prepared.data
     model = build_model(model_name, data, model_cfg)
     result = train(model, data, train_cfg, show_progress=show_progress)
     valid = evaluate_split(model, data, "valid")
     test = evaluate_split(model, data, "test")
+    record: dict[str, Any] = {"data_spec": _spec_record(prepared.spec)} if rebuildable else {}
     meta = save_checkpoint(
         out, model, data, model_config=model_cfg, train_config=train_cfg,
         metrics={"valid": valid, "test": test, "best_epoch": result.best_epoch,
                  "epochs_run": result.epochs_run, "train_seconds": result.seconds},
-        extra={"data_spec": _spec_record(prepared.spec), "history": result.history,
-               "content_warnings": prepared.warnings},
+        extra={**(extra or {}), **record, "history": result.history, "content_warnings": prepared.warnings},
     )
-    return TrainedRun(meta=meta, result=result, test=test, valid=valid)
+    return TrainedRun(model=model, meta=meta, result=result, test=test, valid=valid)
 
 
 def _spec_record(spec: DataSpec) -> dict[str, Any]:

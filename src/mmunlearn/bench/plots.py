@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mmunlearn.bench.grid import REF_PREFIX
+from mmunlearn.bench.grid.schema import REF_PREFIX
 from mmunlearn.io import atomic_write
 
 RT, NOISE, ORIG = "ref-retrain", "ref-retrain-noise", "ref-original"

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from mmunlearn.bench.grid import REF_PREFIX, dataset_key, now, read_cells, read_grid
+from mmunlearn.bench.grid.results import now, read_cells, read_grid
+from mmunlearn.bench.grid.schema import REF_PREFIX, dataset_key
 from mmunlearn.io import atomic_write_text
 
 MIN_WILCOXON_PAIRS = 5

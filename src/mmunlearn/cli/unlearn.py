@@ -32,7 +32,7 @@ def forget_sample(dataset, run_dir, regime, ratio, seed, selection, out) -> None
     if (dataset is None) == (run_dir is None):
         raise InputError("give exactly one of --dataset or --checkpoint")
     if run_dir is not None:
-        from mmunlearn.unlearn.runner import load_run
+        from mmunlearn.workflow.runner import load_run
 
         data = load_run(run_dir).data
     else:
@@ -62,8 +62,7 @@ def forget_show(request) -> None:
 @click.option("--request", "request_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="forget request JSON (mmunlearn forget sample)")
 @click.option("--method", default="tru", show_default=True,
-              help="retrain, rebuild, rebuild-reset, finetune, neggrad, mmrecun, tru, tru-no-gate, "
-                   "tru-no-scaling, tru-no-isolation")
+              help="a registered method: `mmunlearn methods` lists them with their settings")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="child run folder")
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu or cuda")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -76,7 +75,7 @@ def forget_show(request) -> None:
 def unlearn_cmd(run_dir, request_path, method, out, device, config_file, sets, seed, select, threads, force) -> None:
     """Unlearn a request from a checkpoint into a new run folder; record it in the parent's ledger."""
     from mmunlearn.unlearn.base import method_names
-    from mmunlearn.unlearn.runner import unlearn_checkpoint
+    from mmunlearn.workflow.runner import unlearn_checkpoint
 
     if method not in method_names():
         raise InputError(f"--method {method!r}: unknown; available: {', '.join(method_names())}")
@@ -94,4 +93,23 @@ def unlearn_cmd(run_dir, request_path, method, out, device, config_file, sets, s
     click.echo(f"saved  {out}; ledger {Path(run_dir) / 'ledger.jsonl'}")
 
 
-COMMANDS = [forget_group, unlearn_cmd]
+@click.command("methods")
+@click.option("--json", "as_json", is_flag=True, help="print as JSON")
+def methods_cmd(as_json) -> None:
+    """List the registered unlearning methods, what each does and what --select searches."""
+    from mmunlearn.cli.common import echo_json
+    from mmunlearn.unlearn.base import METHODS, method_names
+
+    names = method_names()
+    if as_json:
+        echo_json({n: {"summary": METHODS[n].summary, "preset": METHODS[n].preset,
+                       "search": {k: list(v) for k, v in METHODS[n].search.items()}} for n in names})
+        return
+    for name in names:
+        spec = METHODS[name]
+        search = ", ".join(f"{k} in {list(v)}" for k, v in spec.search.items()) or "nothing (one configuration)"
+        click.echo(f"{name}: {spec.summary}")
+        click.echo(f"    --select searches: {search}")
+
+
+COMMANDS = [forget_group, unlearn_cmd, methods_cmd]

@@ -1,11 +1,14 @@
 """Unlearning methods behind one interface: ``build_method(name).run(ctx) -> UnlearnResult``.
 
-Importing this package registers the built-in methods: ``retrain``, ``rebuild``, ``rebuild-reset``,
-``finetune``, ``neggrad``, ``mmrecun``, ``tru`` and the ablations ``tru-no-gate``, ``tru-no-scaling``,
-``tru-no-isolation``.
+Every module of this package is imported here, and each method module registers itself
+(``register_method``): a new method is one file in this folder, nothing else to edit. The built-in
+methods: ``retrain``, ``rebuild``, ``rebuild-reset``, ``finetune``, ``neggrad``, ``mmrecun``, ``tru`` and
+its ablations; ``mmunlearn methods`` lists what is registered.
 """
 
-from mmunlearn.unlearn import finetune, mmrecun, neggrad, retrain, zero_step  # noqa: F401  (registration)
+import importlib
+import pkgutil
+
 from mmunlearn.unlearn.base import (
     METHODS,
     UnlearnContext,
@@ -17,7 +20,11 @@ from mmunlearn.unlearn.base import (
     register_method,
     start_from_original,
 )
-from mmunlearn.unlearn.tru import TRU, TRUConfig  # noqa: F401  (registration)
+
+for _module in pkgutil.iter_modules(__path__):  # registration: each method module registers on import
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from mmunlearn.unlearn.tru import TRU, TRUConfig  # noqa: E402
 
 __all__ = ["METHODS", "UnlearnContext", "UnlearnMethod", "UnlearnResult", "build_method", "method_config",
            "method_names", "register_method", "start_from_original", "TRU", "TRUConfig"]

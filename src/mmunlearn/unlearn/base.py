@@ -8,7 +8,7 @@ rebuilt graph (:func:`start_from_original`); Retrain builds a fresh model.
 
 Methods register with :func:`register_method` under a name with their config class, optional preset
 overrides (this is how the TRU ablations are defined: ``tru-no-gate`` is TRU with ``gate=False``) and the
-small search space the retrain-free selection rule tries (``unlearn/selection.py``); a new method is
+small search space the retrain-free selection rule tries (``workflow/selection.py``); a new method is
 therefore one file that calls :func:`register_method`, plus its import in ``unlearn/__init__.py``.
 """
 

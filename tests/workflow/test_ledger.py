@@ -19,8 +19,8 @@ from mmunlearn.data.requests import sample_request, save_request
 from mmunlearn.data.synthetic import SyntheticConfig
 from mmunlearn.pipeline import DataSpec, load_data_and_model, prepare_data, train_and_save
 from mmunlearn.train.trainer import TrainConfig
-from mmunlearn.unlearn.ledger import read_ledger
-from mmunlearn.unlearn.runner import PAUSE_ENV
+from mmunlearn.workflow.ledger import read_ledger
+from mmunlearn.workflow.runner import PAUSE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -28,8 +28,9 @@ from mmunlearn.errors import InputError
 from mmunlearn.evaluate.forgetting import utility_users
 from mmunlearn.evaluate.ranking import evaluate_split
 from mmunlearn.train.trainer import TrainConfig
-from mmunlearn.unlearn import ledger
-from mmunlearn.unlearn.base import UnlearnContext, build_method, method_config
+from mmunlearn.unlearn.base import UnlearnContext, method_config
+from mmunlearn.workflow import ledger
+from mmunlearn.workflow.request import run_method
 
 #: test hook: seconds to sleep right before the unlearning call (lets a test kill the process mid-run)
 PAUSE_ENV = "MMUNLEARN_UNLEARN_PAUSE"
@@ -77,25 +78,20 @@ def unlearn_checkpoint(run_dir: Path, request_path: Path, method: str, out: Path
                          f"{previous.get('child', {}).get('path')}); refusing to repeat it (pass --force to redo)")
     file_cfg = load_config_file(config_file)
     section = dict(file_cfg.get("unlearn", {}))
-    cfg = method_config(method, (f"{config_file}:[unlearn]", section), ("--set", overrides or {}))
+    method_config(method, (f"{config_file}:[unlearn]", section), ("--set", overrides or {}))  # validate early
     meta = parent.meta
     tcfg = build(TrainConfig, ("parent train_config", meta["train_config"])) if meta.get("train_config") \
         else TrainConfig()
     ctx = UnlearnContext(original=parent.model, applied=applied, model_name=meta["model"],
                          model_config=parent.model.config, train_config=tcfg, seed=seed, device=device,
                          show_progress=show_progress)
-    selection = None
     pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
     print(f"unlearning: {method} on {applied.counts()['forget_pairs']} deleted pairs", flush=True)
     if pause > 0:
         time.sleep(pause)
-    if select:  # the chosen configuration's run is the result: nothing runs twice
-        from mmunlearn.unlearn.selection import Selector
-
-        fixed = {**section, **(overrides or {})}
-        cfg, selection, result = Selector(ctx).select(method, fixed=fixed)
-    else:
-        result = build_method(method, cfg).run(ctx)
+    run = run_method(method, ctx, fixed={**section, **(overrides or {})}, select=select)
+    result, cfg = run.result, run.config
+    selection = run.selection if select else None
     metrics = summarise(result.model, ctx)
     metrics["seconds"] = result.seconds
     cumulative = ForgetRequest.from_dict(meta["request"]).merged_with(request) if meta.get("request") else request

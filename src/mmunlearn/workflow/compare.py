@@ -118,11 +118,12 @@ def compare_methods(original: Recommender, applied: AppliedRequest, *, model_nam
     ``configs`` maps a method name to a fixed config (skips selection for it); ``select=False`` runs the
     defaults. Selection uses only valid data and the retrain-free proxy.
     """
-    from mmunlearn.unlearn.selection import Selector
+    from mmunlearn.workflow.request import NOISE_SEED_OFFSET, run_method
+    from mmunlearn.workflow.selection import Selector
 
     ctx = UnlearnContext(original=original, applied=applied, model_name=model_name, model_config=model_config,
                          train_config=train_config, seed=seed, device=device)
-    noise_seed = seed + 1 if noise_seed is None else noise_seed
+    noise_seed = seed + NOISE_SEED_OFFSET if noise_seed is None else noise_seed
     retrain, retrain_seconds, retrain_log = retrain_cached(ctx, seed, cache_dir)
     noise, noise_seconds, _ = retrain_cached(ctx, noise_seed, cache_dir)
     ref = evaluate_forgetting(retrain, applied)
@@ -143,21 +144,18 @@ def compare_methods(original: Recommender, applied: AppliedRequest, *, model_nam
     add("original (no unlearning)", evaluate_forgetting(original, applied), 0.0)
     selector = Selector(ctx) if select else None
     for name in methods:
+        config = (configs or {}).get(name)
         t0 = time.perf_counter()
-        if configs and name in configs:
-            sel = {"rule": "fixed config"}
-            res = build_method(name, configs[name]).run(ctx)
-        elif selector is not None:
-            _cfg, sel, res = selector.select(name)
-        else:
-            sel = {"rule": "defaults"}
-            res = build_method(name).run(ctx)
-        sel_seconds = time.perf_counter() - t0
+        run = run_method(name, ctx, config=config, select=selector is not None and config is None,
+                         selector=selector)
+        sel_seconds = run.selection["selection_seconds"] if config is None and selector is not None else 0.0
+        res = run.result
         ev = evaluate_forgetting(res.model, applied)
-        selection[name] = {**sel, "selection_seconds": sel_seconds}
+        selection[name] = {**run.selection, "selection_seconds": sel_seconds,
+                           "wall_seconds": time.perf_counter() - t0}
         logs[name] = res.log
         add(name, ev, res.seconds, {"config": res.log.get("config"), "selection_seconds": sel_seconds})
-        del res
+        del res, run
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return Comparison(rows=rows, request={"hash": applied.request.hash, "regime": applied.request.regime,
                                           "sampling": applied.request.sampling, **applied.counts()},

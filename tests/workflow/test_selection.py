@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from mmunlearn.unlearn.base import METHODS
-from mmunlearn.unlearn.compare import compare_methods, markdown_table
-from mmunlearn.unlearn.selection import Selector, choose, grid_configs, search_space
+from mmunlearn.workflow.compare import compare_methods, markdown_table
+from mmunlearn.workflow.selection import Selector, choose, grid_configs, search_space
 
-from .conftest import FAST_TRAIN, make_ctx
+from ..unlearn.conftest import FAST_TRAIN, make_ctx
 
 
 def test_choose_min_proxy_among_admissible_then_max_valid():
@@ -59,7 +59,7 @@ def test_compare_methods_rows_and_markdown(trained, small_data, tmp_path):
     comp = compare_methods(model, ctx.applied, model_name="lightgcn", model_config=cfg, train_config=FAST_TRAIN,
                            methods=("rebuild-reset", "tru"), select=False, cache_dir=tmp_path)
     names = [r["method"] for r in comp.rows]
-    assert names[:3] == ["retrain", "retrain (seed 1)", "original (no unlearning)"] and names[3:] == ["rebuild-reset",
+    assert names[:3] == ["retrain", "retrain (seed 1000)", "original (no unlearning)"] and names[3:] == ["rebuild-reset",
                                                                                                      "tru"]
     assert comp.rows[0]["gap"] == 0.0 and "noise_gap" in comp.rows[3]
     table = markdown_table(comp.rows)
