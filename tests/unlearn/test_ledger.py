@@ -45,7 +45,8 @@ def _request(run_dir: Path, tmp: Path, regime: str, seed: int) -> Path:
 
 
 def _snapshot(run_dir: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != "ledger.jsonl"}
+    return {p.name: p.read_bytes() for p in run_dir.iterdir()
+            if p.name not in ("ledger.jsonl", "ledger.head.json", ".locks")}
 
 
 def test_unlearn_writes_child_with_lineage_and_a_ledger_line(run_dir, tmp_path):
