@@ -89,7 +89,8 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
             return value
         if typing.get_origin(t) is tuple and isinstance(value, list | tuple):
             return tuple(value)
-    raise InputError(f"{where}: {cls.__name__}.{name} must be {typ}, got {value!r}")
+    shown = getattr(typ, "__name__", None) if origin is None else None
+    raise InputError(f"{where}: {cls.__name__}.{name} must be {shown or typ}, got {value!r}")
 
 
 def build(cls: type[C], *layers: tuple[str, dict[str, Any]]) -> C:

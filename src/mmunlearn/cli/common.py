@@ -19,9 +19,12 @@ def parse_sets(values: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
             raise InputError(f"{flag} {item!r}: expected key=value")
         key, raw = item.split("=", 1)
         try:
-            out[key.strip()] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            out[key.strip()] = raw
+            value = raw
+        if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "+inf", "-inf", "infinity"):
+            value = float(value)  # so the config's range check names it as a number, not a bad type
+        out[key.strip()] = value
     return out
 
 
