@@ -452,9 +452,9 @@ def ledger_cases(env: Env) -> None:
 
     def failed_append(tmp: Path) -> tuple[bool, bool, str]:
         run = copy_run(env, tmp)
-        (run / "ledger.jsonl").mkdir()  # appending fails after the child is computed
+        (run / ".locks" / "ledger.lock").mkdir(parents=True)  # only the append fails, after the child is made
         proc = unlearn(run, tmp / "child")
-        assert proc.returncode == 2, proc.stderr[-200:]
+        assert proc.returncode == 2 and "child was not kept" in proc.stderr, proc.stderr[-200:]
         leftovers = [p.name for p in tmp.iterdir() if p.name.startswith((".child", "child"))
                      and not p.name.endswith(".lock")]
         return _tb(proc), bool(leftovers), f"left: {leftovers or 'nothing'}"
@@ -550,10 +550,14 @@ def overwrite_cases(env: Env) -> None:
     def killed(tmp: Path) -> tuple[bool, bool, str]:
         """kill -9 the forced overwrite at several moments: --out is always one whole run, old or new."""
         run = copy_run(env, tmp)
+        t0 = time.time()
+        proc = cli(*TRAIN, "--dataset", data, "--seed", "77", "--out", str(run), "--force")
+        assert proc.returncode == 0, proc.stderr[-200:]
+        full = time.time() - t0  # kill at moments spread over the last half of a whole run, save included
         old = run_hash(run)
         states = []
-        for delay in (1.0, 2.5, 4.0, 5.5, 7.0, 9.0):
-            p = subprocess.Popen([PY, "-m", "mmunlearn", *TRAIN, "--dataset", data, "--seed", str(int(delay * 10)),
+        for delay in np.linspace(0.5 * full, 1.05 * full, 8):
+            p = subprocess.Popen([PY, "-m", "mmunlearn", *TRAIN, "--dataset", data, "--seed", str(int(delay * 100)),
                                   "--out", str(run), "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(delay)
             p.send_signal(signal.SIGKILL)
@@ -562,12 +566,14 @@ def overwrite_cases(env: Env) -> None:
             if h is None:  # the only acceptable gap: between the two renames, old run kept aside
                 aside = [q for q in tmp.iterdir() if q.name.startswith(".run.old-") and run_hash(q)]
                 if not aside:
-                    return False, True, f"after kill at {delay}s: no consistent run at --out and none aside"
+                    return False, True, f"after kill at {delay:.1f}s: no consistent run at --out and none aside"
                 os.replace(aside[0], run)
                 h = run_hash(run)
             states.append("old" if h == old else "new")
             old = h
-        return False, False, "after each kill: " + ",".join(states)
+        partial = [q.name for q in tmp.iterdir() if q.name.startswith(".run.new-")]
+        return False, False, (f"run takes {full:.1f} s; after each kill --out held: " + ",".join(states)
+                              + f"; {len(partial)} partial staging folder(s) left beside it")
     invariant(env, "train-force-kill-9", killed)
 
 

@@ -147,7 +147,7 @@ def check_dataset(meta: dict[str, Any], data: InteractionData, path: Path) -> No
         raise InputError(
             f"{path}: the content features of dataset {data.name!r} differ from those the checkpoint was "
             f"trained on (content fingerprint {str(want_content)[:12]}, now "
-            f"{data.content_fingerprint()[:12]}): a *_feat.npy file was replaced or changed"
+            f"{data.content_fingerprint()[:12]}): a *_feat.npy file was replaced, changed or is missing"
         )
 
 

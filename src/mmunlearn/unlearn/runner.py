@@ -61,7 +61,10 @@ def load_run(run_dir: Path, device: str = "cpu") -> Checkpoint:
         return load_data_and_model(run_dir, device=device)
     from mmunlearn.data.registry import load_dataset  # runs saved without a data spec
 
-    data = load_dataset(meta["dataset"].get("source") or meta["dataset"]["name"])
+    name = meta["dataset"].get("source") or meta["dataset"].get("name")
+    if not isinstance(name, str):
+        raise InputError(f"{run_dir / 'meta.json'}: corrupt metadata: no 'data_spec' and no dataset name/source")
+    data = load_dataset(name)
     return load_checkpoint(run_dir, data, device=device)
 
 
@@ -175,9 +178,10 @@ def _swap_in_and_record(stage: Path, out: Path, run_dir: Path, entry: dict[str, 
         os.replace(out, stage)  # the caller removes the stage
         if aside is not None:
             os.replace(aside, out)
-        if isinstance(exc, OSError):
-            raise InputError(f"{ledger.ledger_path(run_dir)}: cannot append the ledger entry "
-                             f"({exc.strerror}); the child was not kept") from None
+        if isinstance(exc, OSError | InputError):
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise InputError(f"{ledger.ledger_path(run_dir)}: cannot append the ledger entry ({why}); the "
+                             f"child was not kept") from None
         raise
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
