@@ -118,7 +118,8 @@ def staged_dir(final: Path, *, force: bool, what: str = "run folder") -> Iterato
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.new-", dir=final.parent))
     try:
         yield stage
-        swap_in(stage, final)
+        with swapped_in(stage, final):
+            pass
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
@@ -136,16 +137,29 @@ def check_target_dir(final: Path, *, force: bool, what: str = "run folder") -> N
         raise InputError(f"{final}: already holds a {what}; choose another folder or pass --force")
 
 
-def swap_in(stage: Path, final: Path) -> Path | None:
-    """Rename ``stage`` to ``final``; an existing ``final`` is moved aside first and then deleted."""
-    old = None
+@contextlib.contextmanager
+def swapped_in(stage: Path, final: Path) -> Iterator[None]:
+    """Put folder ``stage`` at ``final`` for the ``with`` body; undo it if the body raises.
+
+    An existing ``final`` is renamed aside first and deleted only once the body has succeeded; if the
+    body fails (e.g. recording the new folder in a ledger), the new folder goes back to ``stage`` and the
+    old one returns to ``final``. A kill between the renames leaves the old folder intact under
+    ``.<name>.old-*`` beside ``final``.
+    """
+    aside = None
     if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        os.replace(final, old)  # an empty dir is replaced by a rename onto it
+        aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, aside)  # an empty dir is replaced by a rename onto it
     os.replace(stage, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return old
+    try:
+        yield
+    except BaseException:
+        os.replace(final, stage)
+        if aside is not None:
+            os.replace(aside, final)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def json_default(obj: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mmunlearn.errors import InputError
+from mmunlearn.io import dumps
 
 
 def parse_sets(values: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
@@ -29,7 +30,7 @@ def parse_sets(values: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    click.echo(dumps(obj, indent=2))
 
 
 def metrics_line(metrics: dict[str, float], keys: tuple[str, ...] = ("recall@20", "ndcg@20", "precision@20",

@@ -32,7 +32,7 @@ from mmunlearn.data.requests import ForgetRequest, apply_request, load_request
 from mmunlearn.errors import InputError
 from mmunlearn.evaluate.forgetting import utility_users
 from mmunlearn.evaluate.ranking import evaluate_split
-from mmunlearn.io import file_lock
+from mmunlearn.io import file_lock, swapped_in
 from mmunlearn.train.trainer import TrainConfig
 from mmunlearn.unlearn import ledger
 from mmunlearn.unlearn.base import UnlearnContext, build_method, method_config
@@ -167,24 +167,13 @@ def _swap_in_and_record(stage: Path, out: Path, run_dir: Path, entry: dict[str, 
     The child the ledger records is the child at ``out``: a failed append restores whatever was at
     ``out`` before (nothing, or the run a ``--force`` was replacing), so no unrecorded child is left.
     """
-    aside = None
-    if out.exists():
-        aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, aside)
-    os.replace(stage, out)
     try:
-        written = ledger.append_entry(run_dir, entry)
-    except BaseException as exc:
-        os.replace(out, stage)  # the caller removes the stage
-        if aside is not None:
-            os.replace(aside, out)
-        if isinstance(exc, OSError | InputError):
-            why = exc.strerror if isinstance(exc, OSError) else str(exc)
-            raise InputError(f"{ledger.ledger_path(run_dir)}: cannot append the ledger entry ({why}); the "
-                             f"child was not kept") from None
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+        with swapped_in(stage, out):
+            written = ledger.append_entry(run_dir, entry)
+    except (OSError, InputError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise InputError(f"{ledger.ledger_path(run_dir)}: cannot append the ledger entry ({why}); the "
+                         f"child was not kept") from None
     return written
 
 
