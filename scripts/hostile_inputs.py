@@ -184,6 +184,13 @@ def inter_cases(env: Env) -> None:
     for name, text in cases.items():
         bad_input(env, name, lambda tmp, text=text: folder(tmp, text))
     inter = header + body
+    for name, text in (("data-info-id-past-int64", header + f"{HUGE}\t0\t0\n" + body),
+                       ("data-info-non-utf8", (header + body).encode() + b"\xff\n")):
+        def info(tmp: Path, text=text) -> list[str]:
+            path = tmp / "x.inter"
+            path.write_bytes(text.encode() if isinstance(text, str) else text)
+            return ["data", "info", str(path)]
+        bad_input(env, name, info, no_write=None)
     for name, side in {"sidefile-2**40-users": {"n_users": 2 ** 40}, "sidefile-2**40-items": {"n_items": 2 ** 40},
                        "sidefile-users-string": {"n_users": "many"}, "sidefile-users-true": {"n_users": True},
                        "sidefile-list": [1, 2], "sidefile-non-utf8": b"{\"n_users\": \xff}"}.items():
@@ -198,7 +205,7 @@ def setting_cases(env: Env) -> None:
         "threads-0": ["--threads", "0"], "set-n_layers-0": ["--set", "n_layers=0"],
         "set-reg_weight-negative": ["--set", "reg_weight=-1"], "set-dim-string": ["--set", "dim=big"],
         "set-unknown-key": ["--set", "nosuch=1"], "device-nosuch": ["--device", "nosuch"],
-        "device-cuda-on-cpu": ["--device", "cuda:7"], "patience-0": ["--patience", "0"],
+        "device-cuda-on-cpu": ["--device", "cuda:7"], "device-cuda": ["--device", "cuda"], "patience-0": ["--patience", "0"],
         "seed-negative": ["--seed", "-1"], "feature-seed-negative": ["--feature-seed", "-2"],
     }
     for name, extra in flags.items():
@@ -286,6 +293,15 @@ def request_cases(env: Env) -> None:
     }
     for name, payload in cases.items():
         bad_input(env, name, lambda tmp, p=payload: req(tmp, p))
+    for name, payload in (("forget-show-non-utf8", b'{"users": [1], "regime": "\xff"}'),
+                          ("forget-show-fingerprint-5", json.dumps({**good, "dataset": {"fingerprint": 5}}).encode())):
+        def show(tmp: Path, payload=payload) -> list[str]:
+            (tmp / "r.json").write_bytes(payload)
+            return ["forget", "show", str(tmp / "r.json")]
+        bad_input(env, name, show, no_write=None)
+    bad_input(env, "unlearn-out-is-a-file", lambda tmp: ((tmp / "out").write_text("x"), [
+        "unlearn", "--checkpoint", str(copy_run(env, tmp)), "--request", str(env.request), "--method", "finetune",
+        "--out", str(tmp / "out")])[1], no_write=None)
     bad_input(env, "request-is-folder", lambda tmp: ["unlearn", "--checkpoint", str(copy_run(env, tmp)),
                                                      "--request", str(tmp), "--method", "finetune",
                                                      "--out", str(tmp / "out")])
