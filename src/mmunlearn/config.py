@@ -144,8 +144,9 @@ def describe_config(cls: type) -> list[tuple[str, str, str, str]]:
     rows = []
     for f in fields(cls):
         default = f.default if f.default is not MISSING else "(required)"
-        rows.append((f.name, getattr(hints[f.name], "__name__", str(hints[f.name])), repr(default),
-                     f.metadata.get("help", "")))
+        bounds = " ".join(f"{_OPS[op][1]} {b}" for op, b in f.metadata.get("bounds", {}).items())
+        help_ = f.metadata.get("help", "") + (f" [{bounds}]" if bounds else "")
+        rows.append((f.name, getattr(hints[f.name], "__name__", str(hints[f.name])), repr(default), help_))
     return rows
 
 
