@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from mmunlearn.data.features import load_npy_modality
-from mmunlearn.data.interactions import atomic_write_bytes, read_inter
+from mmunlearn.data.interactions import read_inter
 from mmunlearn.data.registry import load_embedded_baby
+from mmunlearn.io import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "mmunlearn" / "data" / "embedded" / "baby.npz"

@@ -9,10 +9,12 @@ silently ignored, and every value is type-checked against the field.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,9 +23,52 @@ from mmunlearn.errors import InputError
 C = TypeVar("C")
 
 
-def option(default: Any, help: str) -> Any:  # noqa: A002 - mirrors click's vocabulary
-    """A dataclass field with its documentation attached."""
-    return field(default=default, metadata={"help": help})
+def option(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,  # noqa: A002
+           le: float | None = None, lt: float | None = None, choices: tuple[Any, ...] | None = None,
+           check: Callable[[Any], str | None] | None = None) -> Any:
+    """A dataclass field with its documentation and its valid range attached.
+
+    ``ge``/``gt``/``le``/``lt`` bound a number (and every number of a tuple), ``choices`` lists the
+    allowed values, ``check(value)`` returns an error text or ``None``. :func:`build` enforces them on
+    every layer (config file, ``--set``, flags), so a bound is declared once, beside the field, and no
+    command needs its own check. Floats must also be finite (``nan``/``inf`` are never a setting).
+    """
+    meta: dict[str, Any] = {"help": help}
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    if bounds:
+        meta["bounds"] = bounds
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    if check is not None:
+        meta["check"] = check
+    return field(default=default, metadata=meta)
+
+
+_OPS: dict[str, tuple[Callable[[float, float], bool], str]] = {
+    "ge": (lambda v, b: v >= b, ">="), "gt": (lambda v, b: v > b, ">"),
+    "le": (lambda v, b: v <= b, "<="), "lt": (lambda v, b: v < b, "<"),
+}
+
+
+def _check_value(f: Field, cls: type, value: Any, where: str) -> None:
+    """Enforce a field's ``option`` metadata (finite floats, bounds, choices, custom check)."""
+    name = f"{where}: {cls.__name__}.{f.name}"
+    items = value if isinstance(value, tuple) else (value,)
+    for v in items:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InputError(f"{name} must be a finite number, got {v!r}")
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            for op, bound in f.metadata.get("bounds", {}).items():
+                ok, sym = _OPS[op]
+                if not ok(v, bound):
+                    raise InputError(f"{name} must be {sym} {bound}, got {v!r}")
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise InputError(f"{name} must be one of {list(choices)}, got {value!r}")
+    check = f.metadata.get("check")
+    problem = check(value) if check is not None else None
+    if problem:
+        raise InputError(f"{name}: {problem}")
 
 
 def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
@@ -44,7 +89,8 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
             return value
         if typing.get_origin(t) is tuple and isinstance(value, list | tuple):
             return tuple(value)
-    raise InputError(f"{where}: {cls.__name__}.{name} must be {typ}, got {value!r}")
+    shown = getattr(typ, "__name__", None) if origin is None else None
+    raise InputError(f"{where}: {cls.__name__}.{name} must be {shown or typ}, got {value!r}")
 
 
 def build(cls: type[C], *layers: tuple[str, dict[str, Any]]) -> C:
@@ -52,8 +98,11 @@ def build(cls: type[C], *layers: tuple[str, dict[str, Any]]) -> C:
 
     ``None`` values in a layer mean "not given" (an unset CLI flag) and do not override.
     """
-    known = {f.name for f in fields(cls)}
+    known = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
+    if not all(isinstance(mapping, dict) for _, mapping in layers):
+        bad = next(where for where, mapping in layers if not isinstance(mapping, dict))
+        raise InputError(f"{bad}: expected a table of {cls.__name__} settings")
     for where, mapping in layers:
         for key, value in mapping.items():
             if value is None:
@@ -61,6 +110,7 @@ def build(cls: type[C], *layers: tuple[str, dict[str, Any]]) -> C:
             if key not in known:
                 raise InputError(f"{where}: unknown {cls.__name__} key {key!r}; known: {sorted(known)}")
             values[key] = _coerce(cls, key, value, where)
+            _check_value(known[key], cls, values[key], where)
     return cls(**values)
 
 
@@ -76,6 +126,12 @@ def load_config_file(path: Path | None) -> dict[str, dict[str, Any]]:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: cannot parse config: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); a config file is TOML or JSON") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read config: {exc.strerror}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a config file must be a table of sections, got {type(data).__name__}")
     for key, value in data.items():
         if not isinstance(value, dict):
             raise InputError(f"{path}: top-level key {key!r} must be a section table")
@@ -88,8 +144,9 @@ def describe_config(cls: type) -> list[tuple[str, str, str, str]]:
     rows = []
     for f in fields(cls):
         default = f.default if f.default is not MISSING else "(required)"
-        rows.append((f.name, getattr(hints[f.name], "__name__", str(hints[f.name])), repr(default),
-                     f.metadata.get("help", "")))
+        bounds = " ".join(f"{_OPS[op][1]} {b}" for op, b in f.metadata.get("bounds", {}).items())
+        help_ = f.metadata.get("help", "") + (f" [{bounds}]" if bounds else "")
+        rows.append((f.name, getattr(hints[f.name], "__name__", str(hints[f.name])), repr(default), help_))
     return rows
 
 

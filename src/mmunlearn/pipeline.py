@@ -18,6 +18,7 @@ from mmunlearn.checkpoint import Checkpoint, load_checkpoint, read_meta, save_ch
 from mmunlearn.config import option
 from mmunlearn.data.interactions import InteractionData
 from mmunlearn.evaluate.ranking import evaluate_split
+from mmunlearn.io import check_target_dir, staged_dir
 from mmunlearn.models.base import Recommender
 from mmunlearn.models.registry import MODELS, build_model
 from mmunlearn.train.trainer import TrainConfig, TrainResult, seed_everything, train
@@ -28,7 +29,7 @@ class DataSpec:
     """How to rebuild a dataset exactly: stored in every checkpoint's metadata."""
 
     dataset: str = option("baby", "named dataset (baby, synthetic, movielens-100k) or a folder/.inter path")
-    feature_seed: int = option(0, "seed of synthetic content, used only where real content is missing")
+    feature_seed: int = option(0, "seed of synthetic content, used only where real content is missing", ge=0)
     modalities: tuple[str, ...] = option((), "modalities the model needs; missing ones are synthesised")
 
 
@@ -68,9 +69,22 @@ def prepare_for_model(dataset: str, feature_seed: int, model_name: str, model_cf
     from mmunlearn.data.registry import load_dataset
 
     data = load_dataset(dataset)
-    spec = DataSpec(dataset=dataset, feature_seed=feature_seed,
+    spec = DataSpec(dataset=stored_dataset_name(dataset), feature_seed=feature_seed,
                     modalities=required_modalities(model_name, model_cfg, data))
     return _with_content(data, spec)
+
+
+def stored_dataset_name(dataset: str) -> str:
+    """What a run records as its dataset: a name as given, a path made absolute.
+
+    A relative path would only resolve from the directory the run was trained in.
+    """
+    from mmunlearn.data.registry import NAMES
+
+    if dataset in NAMES:
+        return dataset
+    path = Path(dataset).expanduser()
+    return str(path.resolve()) if path.exists() else dataset
 
 
 def _with_content(data: InteractionData, spec: DataSpec) -> PreparedData:
@@ -98,49 +112,66 @@ class TrainedRun:
 
 
 def train_and_save(prepared: PreparedData, model_name: str, model_cfg: Any, train_cfg: TrainConfig,
-                   out: Path, *, show_progress: bool = True, extra: dict[str, Any] | None = None,
-                   rebuildable: bool = True) -> TrainedRun:
+                   out: Path, *, show_progress: bool = True, force: bool = False,
+                   extra: dict[str, Any] | None = None, rebuildable: bool = True) -> TrainedRun:
     """Train on ``prepared.data`` with early stopping on valid, evaluate test once, save the run.
 
+    An existing run at ``out`` is refused (before training) unless ``force``; the new run is written
+    beside it and swapped in (:func:`mmunlearn.io.staged_dir`), so a kill never mixes the two.
     ``extra`` adds metadata (the grid records its hash and dataset there). ``rebuildable=False`` leaves
     the data spec out of the metadata: data the spec cannot reproduce (a grid's user subsample, narrowed
     synthetic content) must then be passed to ``load_checkpoint`` explicitly, never silently rebuilt wrong.
     """
+    check_target_dir(Path(out), force=force)
     seed_everything(train_cfg.seed)
     data = prepared.data
     model = build_model(model_name, data, model_cfg)
     result = train(model, data, train_cfg, show_progress=show_progress)
     valid = evaluate_split(model, data, "valid")
     test = evaluate_split(model, data, "test")
+    with staged_dir(Path(out), force=force) as stage:
+        meta = _save(stage, model, data, model_cfg, train_cfg, result, valid, test, prepared, extra, rebuildable)
+    return TrainedRun(model=model, meta=meta, result=result, test=test, valid=valid)
+
+
+def _save(out: Path, model: Any, data: InteractionData, model_cfg: Any, train_cfg: TrainConfig,
+          result: TrainResult, valid: dict[str, float], test: dict[str, float],
+          prepared: PreparedData, extra: dict[str, Any] | None, rebuildable: bool) -> dict[str, Any]:
     record: dict[str, Any] = {"data_spec": _spec_record(prepared.spec)} if rebuildable else {}
-    meta = save_checkpoint(
+    return save_checkpoint(
         out, model, data, model_config=model_cfg, train_config=train_cfg,
         metrics={"valid": valid, "test": test, "best_epoch": result.best_epoch,
                  "epochs_run": result.epochs_run, "train_seconds": result.seconds},
         extra={**(extra or {}), **record, "history": result.history, "content_warnings": prepared.warnings},
     )
-    return TrainedRun(model=model, meta=meta, result=result, test=test, valid=valid)
 
 
 def _spec_record(spec: DataSpec) -> dict[str, Any]:
     return {"dataset": spec.dataset, "feature_seed": spec.feature_seed, "modalities": list(spec.modalities)}
 
 
-def data_for_run(meta: dict[str, Any]) -> InteractionData:
+def data_for_run(meta: dict[str, Any], where: str = "meta.json") -> InteractionData:
     """The exact dataset a run was made on: its base dataset, content, and any applied request."""
-    rec = meta["data_spec"]
-    spec = DataSpec(dataset=rec["dataset"], feature_seed=int(rec["feature_seed"]),
-                    modalities=tuple(rec["modalities"]))
+    from mmunlearn.config import build
+    from mmunlearn.errors import InputError
+
+    rec = meta.get("data_spec")
+    if not isinstance(rec, dict) or "dataset" not in rec:
+        raise InputError(f"{where}: corrupt metadata: field 'data_spec' missing or without 'dataset'")
+    spec = build(DataSpec, (f"{where}:data_spec", rec))
     data = prepare_data(spec).data
     request = meta.get("request")
     if request is not None:
         from mmunlearn.data.requests import ForgetRequest, apply_request
 
-        data = apply_request(data, ForgetRequest.from_dict(request)).retain
+        data = apply_request(data, ForgetRequest.from_dict(request, where=f"{where}:request")).retain
     return data
 
 
 def load_data_and_model(run_dir: Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a run folder's dataset and model in one call (weights mapped to ``device``)."""
+    from mmunlearn.runtime import resolve_device
+
+    resolve_device(device)  # refuse a bad --device before rebuilding any data
     meta = read_meta(Path(run_dir))
-    return load_checkpoint(Path(run_dir), data_for_run(meta), device=device)
+    return load_checkpoint(Path(run_dir), data_for_run(meta, str(Path(run_dir) / "meta.json")), device=device)

@@ -22,6 +22,10 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -49,3 +53,42 @@ def tune_allocator() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _tuned = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
     return _tuned
+
+
+def device_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable torch device here (``None`` when it is): the one device check.
+
+    An unknown name (``nosuch``) and ``cuda`` on a build or machine without CUDA are both refused up
+    front, before any data is loaded or anything is written.
+    """
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        return f"unknown torch device {value!r} (expected cpu, cuda or cuda:N)"
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"device {value!r} requested but this torch build or machine has no CUDA device"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            return f"device {value!r}: only {torch.cuda.device_count()} CUDA device(s) present"
+        return None
+    if device.type == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return None
+    return f"device {value!r} is not available here (expected cpu or cuda)"
+
+
+def resolve_device(value: str | torch.device) -> torch.device:
+    """``torch.device(value)`` after :func:`device_problem`; an unusable device is an InputError."""
+    import torch
+
+    from mmunlearn.errors import InputError
+
+    if isinstance(value, torch.device):
+        value = str(value)
+    problem = device_problem(str(value))
+    if problem:
+        raise InputError(f"--device: {problem}")
+    return torch.device(str(value))

@@ -69,3 +69,60 @@ def test_unknown_config_key_is_refused(tmp_path):
                                     "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "unknown TrainConfig key 'epochz'" in res.output
     assert not (tmp_path / "r").exists()
+
+
+# ----- issue 14: data loss, relative paths, --k, huge ids, devices ----------------------------------------
+TRAIN_ARGS = ["train", "--dataset", "synthetic", "--model", "lightgcn", "--epochs", "1", "--min-epochs", "1",
+              "--threads", "1", "--quiet", "--set", "n_layers=1", "--set", "dim=8"]
+
+
+def test_train_over_an_existing_run_needs_force_and_swaps_whole_runs(tmp_path):
+    from mmunlearn.pipeline import load_data_and_model
+
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, [*TRAIN_ARGS, "--out", str(out)]).exit_code == 0
+    first = json.loads((out / "meta.json").read_text())["weights_sha256"]
+    refused = CliRunner().invoke(main, [*TRAIN_ARGS, "--seed", "3", "--out", str(out)])
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert json.loads((out / "meta.json").read_text())["weights_sha256"] == first
+    forced = CliRunner().invoke(main, [*TRAIN_ARGS, "--seed", "3", "--out", str(out), "--force"])
+    assert forced.exit_code == 0, forced.output
+    loaded = load_data_and_model(out)  # weights and metadata belong together (hash verified on load)
+    assert loaded.hash != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_relative_dataset_path_is_stored_absolute(tmp_path, monkeypatch):
+    from mmunlearn.data.interactions import write_inter
+    from mmunlearn.data.registry import load_dataset
+
+    (tmp_path / "ds").mkdir()
+    write_inter(load_dataset("synthetic"), tmp_path / "ds" / "d.inter")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, [*TRAIN_ARGS[:2], "ds", *TRAIN_ARGS[3:], "--out", "run"])
+    assert res.exit_code == 0, res.output
+    stored = json.loads((tmp_path / "run" / "meta.json").read_text())["data_spec"]["dataset"]
+    assert stored == str((tmp_path / "ds").resolve())
+    monkeypatch.chdir("/")
+    assert CliRunner().invoke(main, ["evaluate", str(tmp_path / "run"), "--json"]).exit_code == 0
+
+
+def test_recommend_caps_k_at_the_unseen_items(run_dir):
+    from mmunlearn.data.registry import load_dataset
+
+    data = load_dataset("synthetic")
+    res = CliRunner().invoke(main, ["recommend", str(run_dir), "--user", "3", "--k", str(data.n_items), "--json"])
+    assert res.exit_code == 0, res.output
+    items = [r["item"] for r in json.loads(res.output.split("\n", 1)[-1] if res.output.startswith("note") else
+                                             res.output)["3"]]
+    seen = set(data.train[3].indices.tolist())
+    assert len(items) == data.n_items - len(seen) and not seen & set(items)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--user", str(2 ** 70)], "unknown user id"), (["--user", "1", "--k", "0"], "--k 0"),
+    (["--user", "1", "--device", "nosuch"], "unknown torch device"),
+])
+def test_recommend_bad_input_is_one_line(run_dir, args, message):
+    res = CliRunner().invoke(main, ["recommend", str(run_dir), *args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output

@@ -342,3 +342,40 @@ def test_folder_without_inter_file(tmp_path: Path) -> None:
         load_folder(tmp_path / "empty")
     with pytest.raises(InputError, match="no such dataset folder"):
         load_folder(tmp_path / "absent")
+
+
+# ---------------------------------------------------------------------------------------- hostile sizes
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(big=st.integers(min_value=2 ** 63 + 1, max_value=2 ** 200), negative=st.booleans(), column=st.sampled_from([0, 1]))
+def test_ids_past_int64_are_one_line_naming_the_line(tmp_path: Path, big: int, negative: bool, column: int) -> None:
+    value = -big if negative else big
+    row = ["0", "0", "0"]
+    row[column] = str(value)
+    path = tmp_path / "big.inter"
+    path.write_text("\n".join([*GOOD3, "\t".join(row)]) + "\n")
+    with pytest.raises(InputError, match=r"big.inter:8: field (userID|itemID)=") as exc:
+        read_inter(path)
+    assert "\n" not in str(exc.value) and "64 bits" in str(exc.value)
+
+
+@pytest.mark.parametrize("side", [{"n_users": 2 ** 40}, {"n_items": 2 ** 40}, {"n_users": True}])
+def test_side_file_sizes_are_bounded_by_the_data(tmp_path: Path, side) -> None:
+    import json
+
+    (tmp_path / "d.inter").write_text("\n".join(GOOD3) + "\n")
+    (tmp_path / "mmunlearn.json").write_text(json.dumps(side))
+    with pytest.raises(InputError, match="mmunlearn.json") as exc:
+        load_folder(tmp_path)
+    assert "\n" not in str(exc.value)
+    (tmp_path / "mmunlearn.json").write_text(json.dumps({"n_items": 50}))  # a wider catalogue is fine
+    assert load_folder(tmp_path).n_items == 50
+
+
+def test_content_fingerprint_sees_same_shape_content() -> None:
+    data = from_arrays([0, 1, 1], [0, 1, 0], [0, 0, 1], name="t", source="t")
+    a = data.with_modalities({"image": Modality("image", np.zeros((2, 3)), "real")})
+    b = data.with_modalities({"image": Modality("image", np.ones((2, 3)), "real")})
+    assert a.fingerprint() == b.fingerprint()  # interactions: the same (requests stay valid)
+    assert a.content_fingerprint() != b.content_fingerprint()

@@ -147,3 +147,28 @@ def test_merged_requests_compose(data):
     a2 = apply_request(a1.retain, r2)
     merged = r1.merged_with(r2)
     assert (apply_request(data, merged).retain.train != a2.retain.train).nnz == 0
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda o: {**o, "dataset": {**o["dataset"], "fingerprint": 5}}, "dataset.fingerprint"),
+    (lambda o: {**o, "dataset": [1]}, "'dataset' must be an object"),
+    (lambda o: {**o, "users": [2 ** 70], "hash": None}, "within 64 bits"),
+    (lambda o: {**o, "pairs": [[1, 2 ** 70]], "hash": None}, "within 64 bits"),
+    (lambda o: {**o, "pairs": [[1]], "hash": None}, "pairs must be"),
+    (lambda o: {**o, "users": "1,2", "hash": None}, "must be a list"),
+    (lambda o: {**o, "regime": 3}, "'regime' must be a string"),
+])
+def test_malformed_request_fields_are_one_line(data, tmp_path, edit, message):
+    obj = sample_request(data, "user", 0.1, 0).to_dict()
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(edit(obj)))
+    with pytest.raises(InputError, match=message) as exc:
+        load_request(path)
+    assert "\n" not in str(exc.value)
+
+
+def test_non_utf8_request_is_one_line(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_bytes(b'{"users": [1], "regime": "\xff"}')
+    with pytest.raises(InputError, match="not UTF-8"):
+        load_request(path)

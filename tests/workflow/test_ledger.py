@@ -45,7 +45,8 @@ def _request(run_dir: Path, tmp: Path, regime: str, seed: int) -> Path:
 
 
 def _snapshot(run_dir: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != "ledger.jsonl"}
+    return {p.name: p.read_bytes() for p in run_dir.iterdir()
+            if p.name not in ("ledger.jsonl", "ledger.head.json", ".locks")}
 
 
 def test_unlearn_writes_child_with_lineage_and_a_ledger_line(run_dir, tmp_path):
@@ -152,3 +153,177 @@ def test_select_honours_set_and_runs_the_chosen_config_once(run_dir, tmp_path, m
     lineage = read_meta(tmp_path / "sel")["lineage"]
     assert lineage["config"]["lr"] == 0.002 and lineage["selection"]["fixed"] == {"lr": 0.002}
     assert lineage["config"]["epochs"] in (5, 20)
+
+
+# ----- the tamper-evident chain (issue 13 part 3) and a hostile ledger (issue 14) ----------------------
+from mmunlearn.errors import InputError  # noqa: E402
+from mmunlearn.workflow import ledger as L  # noqa: E402
+
+
+def _chained(tmp_path: Path, n: int = 4) -> Path:
+    run = tmp_path / "p"
+    run.mkdir()
+    for i in range(n):
+        L.append_entry(run, {"format": L.FORMAT, "i": i, "parent": {"hash": "p" * 64}, "child": {"hash": f"c{i}"}})
+    return run
+
+
+def _rewrite(run: Path, lines: list[str]) -> None:
+    (run / L.LEDGER).write_text("\n".join(lines) + "\n")
+
+
+def test_chain_verifies_and_names_the_line_of_each_kind_of_tampering(tmp_path):
+    run = _chained(tmp_path)
+    rep = L.verify_ledger(run, parent_hash="p" * 64)
+    assert rep.ok and rep.verified == 4 and not rep.problems
+    lines = (run / L.LEDGER).read_text().splitlines()
+    cases = {
+        "edited": (lines[:2] + [lines[2].replace('"i": 2', '"i": 7')] + lines[3:], "line 3"),
+        "removed": (lines[:1] + lines[2:], "line 2"),
+        "reordered": ([lines[0], lines[2], lines[1], lines[3]], "line 2"),
+        "last removed": (lines[:3], "line 4"),
+        "inserted copy": (lines[:2] + [lines[1]] + lines[2:], "line 3"),
+    }
+    for kind, (tampered, where) in cases.items():
+        _rewrite(run, tampered)
+        rep = L.verify_ledger(run)
+        assert not rep.ok, kind
+        assert any(p.startswith(where) for p in rep.problems), (kind, rep.problems)
+    _rewrite(run, lines)
+    assert not L.verify_ledger(run, parent_hash="q" * 64).ok  # an entry of another checkpoint
+
+
+def test_old_ledgers_without_chain_fields_are_reported_not_crashed_on(tmp_path):
+    run = tmp_path / "old"
+    run.mkdir()
+    _rewrite(run, [json.dumps({"format": L.FORMAT, "i": i}) for i in range(3)])
+    rep = L.verify_ledger(run)
+    assert not rep.ok and rep.legacy == 3 and not rep.problems and "cannot be verified" in rep.notes[0]
+    L.append_entry(run, {"format": L.FORMAT, "i": 3})  # a new entry chains onto the old lines
+    rep = L.verify_ledger(run)
+    assert rep.ok and rep.verified == 1 and rep.legacy == 3
+
+
+def test_ledger_verify_cli_exit_codes(tmp_path, run_dir):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("ledger*", ".locks"))
+    L.append_entry(run, {"format": L.FORMAT, "parent": {"hash": read_meta(run)["weights_sha256"]}})
+    L.append_entry(run, {"format": L.FORMAT, "parent": {"hash": read_meta(run)["weights_sha256"]}})
+    ok = CliRunner().invoke(main, ["ledger", "verify", str(run)])
+    assert ok.exit_code == 0 and "OK, 2 chained entries verified" in ok.output
+    lines = (run / L.LEDGER).read_text().splitlines()
+    _rewrite(run, lines[::-1])
+    bad = CliRunner().invoke(main, ["ledger", "verify", str(run)])
+    assert bad.exit_code == 1 and "line 1:" in bad.output and "Traceback" not in bad.output
+
+
+def _writer(run: str, who: int, n: int) -> None:
+    for i in range(n):
+        L.append_entry(Path(run), {"format": L.FORMAT, "who": who, "i": i})
+
+
+def test_two_processes_appending_at_once_lose_no_entry_and_keep_one_chain(tmp_path):
+    import multiprocessing
+
+    run = tmp_path / "shared"
+    run.mkdir()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(run), w, 40)) for w in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    entries = read_ledger(run)
+    assert sorted((e["who"], e["i"]) for e in entries) == [(w, i) for w in (0, 1) for i in range(40)]
+    rep = L.verify_ledger(run)
+    assert rep.ok and rep.verified == 80, rep.problems
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "not a regular file"), (b"[1, 2]\n", "expected a JSON object"), (b'{"a": "\xff"}\n', "not UTF-8"),
+])
+def test_hostile_ledger_files_are_one_line_errors(tmp_path, content, message):
+    run = tmp_path / "r"
+    run.mkdir()
+    if content is None:
+        (run / L.LEDGER).mkdir()
+    else:
+        (run / L.LEDGER).write_bytes(content)
+    with pytest.raises(InputError, match=message) as exc:
+        L.find_entry(run, "h", "p")
+    assert "\n" not in str(exc.value)
+
+
+def _copy_parent(run_dir: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run_dir, dst, ignore=shutil.ignore_patterns("ledger*", ".locks"))
+    return dst
+
+
+def test_failed_ledger_append_leaves_no_unrecorded_child(run_dir, tmp_path):
+    parent = _copy_parent(run_dir, tmp_path / "parent")
+    req = _request(parent, tmp_path, "interaction", 31)
+    res = CliRunner().invoke(main, ["unlearn", "--checkpoint", str(parent), "--request", str(req), "--method",
+                                    "rebuild", "--out", str(tmp_path / "child")])
+    assert res.exit_code == 0
+    from mmunlearn.workflow import runner
+
+    def broken(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    old_hash = read_meta(tmp_path / "child")["weights_sha256"]
+    orig = runner.ledger.append_entry
+    runner.ledger.append_entry = broken
+    try:
+        res = CliRunner().invoke(main, ["unlearn", "--checkpoint", str(parent), "--request", str(req), "--method",
+                                        "rebuild-reset", "--out", str(tmp_path / "child"), "--force"])
+        res2 = CliRunner().invoke(main, ["unlearn", "--checkpoint", str(parent), "--request", str(req), "--method",
+                                         "rebuild", "--out", str(tmp_path / "child3")])
+    finally:
+        runner.ledger.append_entry = orig
+    assert res.exit_code == 2 and "child was not kept" in res.output
+    assert read_meta(tmp_path / "child")["weights_sha256"] == old_hash  # the recorded child is back
+    assert res2.exit_code == 2 and not (tmp_path / "child3").exists()
+    assert [p.name for p in tmp_path.iterdir() if ".new-" in p.name or ".old-" in p.name] == []
+    assert len(read_ledger(parent)) == 1
+
+
+def test_forced_overwrite_of_a_recorded_child_is_recorded(run_dir, tmp_path):
+    parent = _copy_parent(run_dir, tmp_path / "parent")
+    req = _request(parent, tmp_path, "interaction", 32)
+    args = ["unlearn", "--checkpoint", str(parent), "--request", str(req), "--out", str(tmp_path / "child")]
+    assert CliRunner().invoke(main, [*args, "--method", "rebuild"]).exit_code == 0
+    first = read_ledger(parent)[-1]
+    assert CliRunner().invoke(main, [*args, "--method", "rebuild-reset", "--force"]).exit_code == 0
+    last = read_ledger(parent)[-1]
+    assert last["forced"] and last["overwrote"]["hash"] == first["child"]["hash"]
+    assert last["child"]["hash"] == read_meta(tmp_path / "child")["weights_sha256"]
+    assert L.verify_ledger(parent).ok
+
+
+def test_duplicate_check_is_race_free_under_the_request_lock(run_dir, tmp_path):
+    """A second process with the same request is refused while the first holds the request lock."""
+    import multiprocessing
+
+    from tests.test_io import _hold
+
+    parent = _copy_parent(run_dir, tmp_path / "parent")
+    req = _request(parent, tmp_path, "interaction", 33)
+    h = json.loads(req.read_text())["hash"]
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(parent / L.LOCKS / f"request-{h[:32]}.lock"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        res = CliRunner().invoke(main, ["unlearn", "--checkpoint", str(parent), "--request", str(req),
+                                        "--method", "rebuild", "--out", str(tmp_path / "b")])
+    finally:
+        release.set()
+        holder.join(30)
+    assert res.exit_code == 2 and "in use by another process" in res.output
+    assert not (tmp_path / "b").exists() and read_ledger(parent) == []

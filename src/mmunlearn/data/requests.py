@@ -139,6 +139,7 @@ class ForgetRequest:
                               "items", "pairs"}
         if unknown:
             raise InputError(f"{where}: unknown key(s) {sorted(unknown)}")
+        _check_record_types(obj, where)
         try:
             req = cls(users=_ids(obj.get("users", []), "users"), items=_ids(obj.get("items", []), "items"),
                       pairs=_pairs(obj.get("pairs", [])), regime=str(obj.get("regime", "explicit")),
@@ -172,6 +173,35 @@ class ForgetRequest:
                              pairs=_pairs(pairs), regime="merged", dataset=dict(self.dataset))
 
 
+def _check_record_types(obj: dict[str, Any], where: str) -> None:
+    """The provenance fields a request carries must have their JSON types (``"fingerprint": 5`` is refused)."""
+    for key in ("sampling", "dataset"):
+        if obj.get(key) is not None and not isinstance(obj[key], dict):
+            raise InputError(f"{where}: field {key!r} must be an object, got {type(obj[key]).__name__}")
+    for key in ("hash", "regime"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise InputError(f"{where}: field {key!r} must be a string, got {obj[key]!r}")
+    dataset = obj.get("dataset") or {}
+    for key in ("fingerprint", "name"):
+        if dataset.get(key) is not None and not isinstance(dataset[key], str):
+            raise InputError(f"{where}: field 'dataset.{key}' must be a string, got {dataset[key]!r}")
+    for key in ("users", "items", "pairs"):
+        if key in obj and not isinstance(obj[key], list):
+            raise InputError(f"{where}: field {key!r} must be a list, got {type(obj[key]).__name__}")
+    for key in ("users", "items"):
+        for v in obj.get(key, []):
+            integral = isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+            if not integral or isinstance(v, bool) or not _INT64_MIN <= v <= _INT64_MAX:
+                raise InputError(f"{where}: {key} must be integer ids within 64 bits, got {v!r}")
+    for p in obj.get("pairs", []):
+        if not (isinstance(p, list) and len(p) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and _INT64_MIN <= v <= _INT64_MAX for v in p)):
+            raise InputError(f"{where}: pairs must be [user, item] integer ids within 64 bits, got {p!r}")
+
+
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
 def save_request(path: Path, request: ForgetRequest) -> None:
     """Write a request as JSON (atomically: a crash never leaves half a file)."""
     atomic_write_json(Path(path), request.to_dict())
@@ -181,7 +211,13 @@ def load_request(path: Path) -> ForgetRequest:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such request file")
-    return ForgetRequest.from_json(path.read_text(encoding="utf-8"), where=str(path))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); a forget request is JSON") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    return ForgetRequest.from_json(text, where=str(path))
 
 
 # ----- sampling --------------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from mmunlearn.models.graphs import mean_propagation, scipy_to_torch_csr, ui_adj
 
 @dataclass(frozen=True)
 class LightGCNConfig:
-    dim: int = option(64, "embedding size")
-    n_layers: int = option(3, "propagation layers (MMRec uses 3 on Amazon data)")
-    reg_weight: float = option(1e-4, "L2 weight on the batch's ego embeddings")
+    dim: int = option(64, "embedding size", gt=0)
+    n_layers: int = option(3, "propagation layers (MMRec uses 3 on Amazon data)", ge=1)
+    reg_weight: float = option(1e-4, "L2 weight on the batch's ego embeddings", ge=0)
 
 
 class LightGCN(Recommender):

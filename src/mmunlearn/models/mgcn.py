@@ -56,17 +56,17 @@ from mmunlearn.models.graphs import (
 
 @dataclass(frozen=True)
 class MGCNConfig:
-    dim: int = option(64, "embedding size")
-    n_ui_layers: int = option(2, "LightGCN layers of the U–I view")
-    n_mm_layers: int = option(1, "propagation layers of each item–item (kNN) view")
-    knn_k: int = option(10, "neighbours per item in the content kNN graphs (the item itself included)")
+    dim: int = option(64, "embedding size", gt=0)
+    n_ui_layers: int = option(2, "LightGCN layers of the U–I view", ge=1)
+    n_mm_layers: int = option(1, "propagation layers of each item–item (kNN) view", ge=0)
+    knn_k: int = option(10, "neighbours per item in the content kNN graphs (the item itself included)", gt=0)
     knn_symmetric: bool = option(True, "symmetrise the kNN relation (A ∨ Aᵀ) before D^-1/2 A D^-1/2; "
                                        "False keeps MGCN's directed graph")
     knn_drop_cold: bool = option(True, "leave items without training interactions out of the kNN graphs, "
                                        "so Retrain and item unlearning see the same item–item graph")
-    cl_weight: float = option(0.01, "weight of the InfoNCE term between side and content embeddings")
-    tau: float = option(0.2, "InfoNCE temperature")
-    reg_weight: float = option(1e-4, "L2 weight on the batch's final embeddings (MGCN convention)")
+    cl_weight: float = option(0.01, "weight of the InfoNCE term between side and content embeddings", ge=0)
+    tau: float = option(0.2, "InfoNCE temperature", gt=0)
+    reg_weight: float = option(1e-4, "L2 weight on the batch's final embeddings (MGCN convention)", ge=0)
     modalities: tuple[str, ...] = option((), "modalities to use (empty = every modality the data has)")
     train_features: bool = option(True, "train the raw feature tables (MGCN); False freezes them, "
                                         "which saves their gradient, optimiser state and update")

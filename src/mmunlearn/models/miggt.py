@@ -45,29 +45,29 @@ from mmunlearn.models.mgcn import Shared, select_modalities, shared_tensor
 
 @dataclass(frozen=True)
 class MIGGTConfig:
-    dim: int = option(64, "embedding size")
+    dim: int = option(64, "embedding size", gt=0)
     hops: str = option("id=4,text=2,image=1", "hops per branch, 'branch=K,...' (Baby 4/2/1, Sports 4/2/3, "
                                               "Clothing 2/2/0 for id/text/image); entries for absent "
                                               "modalities are ignored")
-    default_hops: int = option(2, "hops of a modality branch not named in `hops`")
-    alpha: float = option(0.1, "MGDN teleport weight: share of a branch's input re-injected at every hop")
-    beta: float = option(0.9, "MGDN propagation weight: share of the propagated signal kept at every hop")
+    default_hops: int = option(2, "hops of a modality branch not named in `hops`", ge=0)
+    alpha: float = option(0.1, "MGDN teleport weight: share of a branch's input re-injected at every hop", ge=0, le=1)
+    beta: float = option(0.9, "MGDN propagation weight: share of the propagated signal kept at every hop", ge=0, le=1)
     modalities: tuple[str, ...] = option((), "modalities to use (empty = every modality the data has)")
-    hidden: int = option(512, "hidden width of each modality MLP (2048 on Clothing in the paper's code)")
+    hidden: int = option(512, "hidden width of each modality MLP (2048 on Clothing in the paper's code)", gt=0)
     rp_dim: int = option(384, "randomly project modalities wider than this first (0 = never), as the "
-                              "authors do for 4096-d image features")
+                              "authors do for 4096-d image features", ge=0)
     item_id_embedding: bool = option(False, "give the id branch item ID embeddings (the authors' configs "
                                             "use zeros: item ids come from propagation only)")
-    feat_dropout: float = option(0.3, "dropout on the raw features and inside the modality MLPs")
-    emb_dropout: float = option(0.3, "dropout on every branch's propagation input")
-    edge_dropout: float = option(0.2, "dropout on the graph's edge weights, drawn per branch and step")
-    out_dropout: float = option(0.2, "dropout on the summed branch output")
-    n_samples: int = option(10, "items each node attends to in the global transformer (0 disables it)")
-    att_dim: int = option(4, "query/key width of the global transformer")
-    gt_residual: float = option(0.9, "weight of a node's own embedding in the transformer output")
-    unsmooth_weight: float = option(1.0, "weight of the sampled-softmax term against the global sample")
-    reg_weight: float = option(1e-5, "L2 weight on the batch's final embeddings")
-    seed: int = option(0, "seed of the random projection and of evaluation-time sampling")
+    feat_dropout: float = option(0.3, "dropout on the raw features and inside the modality MLPs", ge=0, lt=1)
+    emb_dropout: float = option(0.3, "dropout on every branch's propagation input", ge=0, lt=1)
+    edge_dropout: float = option(0.2, "dropout on the graph's edge weights, drawn per branch and step", ge=0, lt=1)
+    out_dropout: float = option(0.2, "dropout on the summed branch output", ge=0, lt=1)
+    n_samples: int = option(10, "items each node attends to in the global transformer (0 disables it)", ge=0)
+    att_dim: int = option(4, "query/key width of the global transformer", gt=0)
+    gt_residual: float = option(0.9, "weight of a node's own embedding in the transformer output", ge=0, le=1)
+    unsmooth_weight: float = option(1.0, "weight of the sampled-softmax term against the global sample", ge=0)
+    reg_weight: float = option(1e-5, "L2 weight on the batch's final embeddings", ge=0)
+    seed: int = option(0, "seed of the random projection and of evaluation-time sampling", ge=0)
 
 
 def parse_hops(spec: str, branches: list[str], default: int) -> dict[str, int]:

@@ -21,24 +21,24 @@ from mmunlearn.data.interactions import InteractionData
 from mmunlearn.evaluate.ranking import evaluate_split
 from mmunlearn.models.base import Recommender
 from mmunlearn.progress import progress_bar
-from mmunlearn.runtime import tune_allocator
+from mmunlearn.runtime import device_problem, resolve_device, tune_allocator
 from mmunlearn.train.sampling import bpr_batches
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = option(300, "maximum training epochs")
-    batch_size: int = option(2048, "BPR batch size (pairs)")
-    lr: float = option(1e-3, "Adam learning rate")
-    lr_decay: float = option(1.0, "multiply the learning rate by this every lr_decay_every epochs (MGCN: 0.96)")
-    lr_decay_every: int = option(50, "epochs between learning-rate decays")
-    min_epochs: int = option(30, "early stopping may not fire before this epoch (validation plateaus early)")
-    patience: int = option(20, "stop after this many evaluations without a new best valid score")
-    eval_every: int = option(1, "evaluate on valid every N epochs")
+    epochs: int = option(300, "maximum training epochs", gt=0)
+    batch_size: int = option(2048, "BPR batch size (pairs)", gt=0)
+    lr: float = option(1e-3, "Adam learning rate", gt=0)
+    lr_decay: float = option(1.0, "multiply the learning rate by this every lr_decay_every epochs (MGCN: 0.96)", gt=0)
+    lr_decay_every: int = option(50, "epochs between learning-rate decays", gt=0)
+    min_epochs: int = option(30, "early stopping may not fire before this epoch (validation plateaus early)", ge=0)
+    patience: int = option(20, "stop after this many evaluations without a new best valid score", gt=0)
+    eval_every: int = option(1, "evaluate on valid every N epochs", gt=0)
     valid_metric: str = option("recall@20", "validation metric used for model selection")
-    seed: int = option(0, "seed for initialisation and sampling")
-    device: str = option("cpu", "torch device: cpu or cuda")
-    threads: int = option(2, "torch intra-op threads (see docs/BENCHMARKS.md for why this default)")
+    seed: int = option(0, "seed for initialisation and sampling", ge=0)
+    device: str = option("cpu", "torch device: cpu or cuda", check=device_problem)
+    threads: int = option(2, "torch intra-op threads (see docs/BENCHMARKS.md for why this default)", gt=0)
 
 
 @dataclass
@@ -58,12 +58,7 @@ def seed_everything(seed: int) -> None:
 def configure_runtime(cfg: TrainConfig) -> torch.device:
     torch.set_num_threads(max(1, cfg.threads))
     tune_allocator()
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from mmunlearn.errors import InputError
-
-        raise InputError("--device cuda requested but torch.cuda.is_available() is False")
-    return device
+    return resolve_device(cfg.device)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:

@@ -25,9 +25,9 @@ from mmunlearn.unlearn.reverse import retain_bpr_steps
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    epochs: float = option(0.5, "passes over the retain data (fractions allowed)")
-    lr: float = option(1e-3, "Adam learning rate")
-    batch_size: int = option(2048, "BPR batch size")
+    epochs: float = option(0.5, "passes over the retain data (fractions allowed)", gt=0)
+    lr: float = option(1e-3, "Adam learning rate", gt=0)
+    batch_size: int = option(2048, "BPR batch size", gt=0)
     reset: bool = option(False, "also re-initialise rows of fully deleted users/items first")
 
 

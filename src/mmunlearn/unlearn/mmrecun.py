@@ -27,12 +27,12 @@ from mmunlearn.unlearn.reverse import RetainSampler, forget_batches, forward_bpr
 
 @dataclass(frozen=True)
 class MMRecUnConfig:
-    epochs: int = option(3, "passes over the forget set")
-    lr: float = option(1e-3, "Adam learning rate")
-    batch_size: int = option(2048, "forget pairs per step")
-    retain_ratio: float = option(1.0, "retain pairs sampled per forget pair in a step")
-    forget_weight: float = option(1.0, "weight of the reverse-BPR term")
-    retain_weight: float = option(1.0, "weight of the forward-BPR term on retain samples")
+    epochs: int = option(3, "passes over the forget set", gt=0)
+    lr: float = option(1e-3, "Adam learning rate", gt=0)
+    batch_size: int = option(2048, "forget pairs per step", gt=0)
+    retain_ratio: float = option(1.0, "retain pairs sampled per forget pair in a step", ge=0)
+    forget_weight: float = option(1.0, "weight of the reverse-BPR term", ge=0)
+    retain_weight: float = option(1.0, "weight of the forward-BPR term on retain samples", ge=0)
 
 
 class MMRecUn(UnlearnMethod):

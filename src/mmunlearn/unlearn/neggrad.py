@@ -25,9 +25,9 @@ from mmunlearn.unlearn.reverse import ascent_bpr, forget_batches, joint_terms
 
 @dataclass(frozen=True)
 class NegGradConfig:
-    epochs: int = option(3, "passes over the forget set")
-    lr: float = option(1e-3, "Adam learning rate")
-    batch_size: int = option(2048, "forget pairs per step")
+    epochs: int = option(3, "passes over the forget set", gt=0)
+    lr: float = option(1e-3, "Adam learning rate", gt=0)
+    batch_size: int = option(2048, "forget pairs per step", gt=0)
 
 
 class NegGrad(UnlearnMethod):

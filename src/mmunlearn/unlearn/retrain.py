@@ -18,7 +18,7 @@ from mmunlearn.unlearn.base import UnlearnContext, UnlearnMethod, register_metho
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    max_epochs: int = option(0, "cap on epochs (0 = the original's training config, unchanged)")
+    max_epochs: int = option(0, "cap on epochs (0 = the original's training config, unchanged)", ge=0)
 
 
 class Retrain(UnlearnMethod):

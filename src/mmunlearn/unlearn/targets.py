@@ -41,14 +41,14 @@ KIND_NAMES = {KIND_PAIR: "pair", KIND_ITEM: "item", KIND_USER: "user"}
 
 @dataclass(frozen=True)
 class TargetConfig:
-    item_buckets: int = option(10, "item-popularity buckets for the valid-pair reference (pair kind)")
-    min_user_valid: int = option(3, "a user with at least this many valid pairs is its own reference")
+    item_buckets: int = option(10, "item-popularity buckets for the valid-pair reference (pair kind)", gt=0)
+    min_user_valid: int = option(3, "a user with at least this many valid pairs is its own reference", ge=0)
     fallback_item_share: float = option(0.05, "share of least popular items used as the never-positive "
-                                              "reference when the data has no never-positive item")
+                                              "reference when the data has no never-positive item", gt=0, le=1)
     valid_sample: int = option(8000, "valid pairs scored for the bucket reference (0 = all); the forget "
-                                     "users' own valid pairs are always scored")
-    rank_sample: int = option(1024, "items sampled (once, fixed) to estimate rank percentiles; 0 = all items")
-    fresh_seed: int = option(104729, "seed offset of the fresh rows that are the deleted users' reference")
+                                     "users' own valid pairs are always scored", ge=0)
+    rank_sample: int = option(1024, "items sampled (once, fixed) to estimate rank percentiles; 0 = all items", ge=0)
+    fresh_seed: int = option(104729, "seed offset of the fresh rows that are the deleted users' reference", ge=0)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from mmunlearn.config import build
 from mmunlearn.data.interactions import InteractionData
 from mmunlearn.errors import InputError
 from mmunlearn.io import atomic_write_json
+from mmunlearn.runtime import resolve_device
 
 #: test hook: seconds to sleep after writing each cell (lets a test kill the grid mid-way)
 SLOW_CELL_ENV = "MMUNLEARN_BENCH_SLOW_CELL"
@@ -55,8 +56,7 @@ def run_grid(cfg: GridConfig, out: Path, *, extend: bool = False, device: str = 
     cfg = cfg.normalised().validate()
     out = Path(out)
     torch.set_num_threads(max(1, threads))
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda requested but torch.cuda.is_available() is False")
+    resolve_device(device)
     record = bind_results_dir(out, cfg, extend=extend, device=device, threads=threads)
     say = echo or (lambda _msg: None)
     start = time.perf_counter()

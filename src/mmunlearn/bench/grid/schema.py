@@ -40,27 +40,27 @@ class GridConfig:
     methods: tuple[str, ...] = option(tuple(DEFAULT_METHODS), "unlearning methods (Retrain, its second seed "
                                                               "and the original always run as references)")
     seeds: tuple[int, ...] = option((0, 1, 2), "seeds: each seeds the original's training, the request, "
-                                               "Retrain and the method")
+                                               "Retrain and the method", ge=0)
     # --- the request ---
-    ratio: float = option(0.05, "share of users / items / training pairs deleted")
+    ratio: float = option(0.05, "share of users / items / training pairs deleted", gt=0, lt=1)
     selection: str = option("random", "user/item selection: random, core (most active), edge (least active); "
                                       "the interaction regime is always uniform")
-    noise_seed_offset: int = option(NOISE_SEED_OFFSET, "the second-seed Retrain (noise floor) uses seed + this")
+    noise_seed_offset: int = option(NOISE_SEED_OFFSET, "the second-seed Retrain (noise floor) uses seed + this", gt=0)
     # --- data ---
     user_subsample: int = option(0, "keep a seeded random subset of this many users with all their "
-                                    "interactions (items nobody kept touches are dropped); 0 = all users")
-    subsample_seed: int = option(0, "seed of the user subsample")
-    feature_seed: int = option(0, "seed of synthetic content, used only where real content is missing")
+                                    "interactions (items nobody kept touches are dropped); 0 = all users", ge=0)
+    subsample_seed: int = option(0, "seed of the user subsample", ge=0)
+    feature_seed: int = option(0, "seed of synthetic content, used only where real content is missing", ge=0)
     synthetic_dims: str = option("", "widths of synthetic stand-in content, 'image=256,text=384' "
                                      "(default MMRec's 4096/384); real content is never touched")
     # --- training (originals and Retrain); empty = TrainConfig's default ---
-    epochs: int | None = option(None, "maximum training epochs (TrainConfig default 300)")
-    min_epochs: int | None = option(None, "early stopping may not fire before this epoch (default 30)")
-    patience: int | None = option(None, "evaluations without a new best valid score before stopping (20)")
-    eval_every: int | None = option(None, "evaluate valid every N epochs (1)")
-    lr: float | None = option(None, "learning rate (default: the backbone's recommended lr, else 1e-3)")
-    lr_decay: float | None = option(None, "lr multiplier every lr_decay_every epochs (default 1.0)")
-    batch_size: int | None = option(None, "BPR batch size (2048)")
+    epochs: int | None = option(None, "maximum training epochs (TrainConfig default 300)", gt=0)
+    min_epochs: int | None = option(None, "early stopping may not fire before this epoch (default 30)", ge=0)
+    patience: int | None = option(None, "evaluations without a new best valid score before stopping (20)", gt=0)
+    eval_every: int | None = option(None, "evaluate valid every N epochs (1)", gt=0)
+    lr: float | None = option(None, "learning rate (default: the backbone's recommended lr, else 1e-3)", gt=0)
+    lr_decay: float | None = option(None, "lr multiplier every lr_decay_every epochs (default 1.0)", gt=0)
+    batch_size: int | None = option(None, "BPR batch size (2048)", gt=0)
     model_sets: tuple[str, ...] = option((), "backbone config overrides 'backbone.key=value' "
                                              "(file: [model.<backbone>] tables)")
     method_sets: tuple[str, ...] = option((), "method config overrides 'method.key=value', held fixed; with "
@@ -70,15 +70,15 @@ class GridConfig:
                                 "(valid data + proxy; never test, never Retrain); false = defaults")
     # --- audits ---
     mia: bool = option(True, "interaction-level membership inference on the deleted pairs")
-    mia_max_pairs: int = option(20000, "members / non-members used to fit the interaction-level attack")
+    mia_max_pairs: int = option(20000, "members / non-members used to fit the interaction-level attack", gt=0)
     user_attack: bool = option(True, "user-level attack of Zhang et al. (user regime only; trains a shadow)")
-    user_attack_epochs: int = option(0, "shadow model epochs (0 = the grid's training config)")
-    user_attack_mf_dim: int = option(100, "MF item-vector width of the user-level attack (8 on tiny data)")
-    user_attack_k: int = option(100, "top-K recommendations in the user-level feature")
+    user_attack_epochs: int = option(0, "shadow model epochs (0 = the grid's training config)", ge=0)
+    user_attack_mf_dim: int = option(100, "MF item-vector width of the user-level attack (8 on tiny data)", gt=0)
+    user_attack_k: int = option(100, "top-K recommendations in the user-level feature", gt=0)
     cka: bool = option(True, "linear CKA of final user/item embeddings to Retrain (beside the 2nd seed's)")
     overlap: bool = option(True, "top-K Jaccard overlap with Retrain's lists (beside the 2nd seed's)")
-    overlap_k: int = option(20, "K of the top-K overlap")
-    hist_bins: int = option(50, "bins of the stored deleted-pair rank-percentile histogram")
+    overlap_k: int = option(20, "K of the top-K overlap", gt=0)
+    hist_bins: int = option(50, "bins of the stored deleted-pair rank-percentile histogram", gt=0)
 
     # ----- checks and canonical form ----------------------------------------------------------------
     def validate(self) -> GridConfig:

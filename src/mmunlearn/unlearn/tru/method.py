@@ -61,43 +61,43 @@ class TRUConfig:
     reset: bool = option(True, "exact part: re-initialise rows of fully deleted users/items")
     item_prior: bool = option(True, "exact part: move deleted item rows to the never-positive items' mean row")
     # --- gate and loop ---
-    tau: float = option(0.05, "gate temperature when gate_scale = 'percentile' (|w| = 0.46 at |r* − r| = τ)")
+    tau: float = option(0.05, "gate temperature when gate_scale = 'percentile' (|w| = 0.46 at |r* − r| = τ)", gt=0)
     gate_scale: str = option("logit", "scale of the gate's distance to the target: 'logit' (logit r* − logit r, "
                                       "which resolves the top of the ranking) or 'percentile' (r* − r)")
-    logit_tau: float = option(0.5, "gate temperature when gate_scale = 'logit' (|w| = 0.46 one τ from the target)")
-    tol: float = option(0.005, "stop when |mean percentile − mean target| of the pushed pairs is below this")
+    logit_tau: float = option(0.5, "gate temperature when gate_scale = 'logit' (|w| = 0.46 one τ from the target)", gt=0)
+    tol: float = option(0.005, "stop when |mean percentile − mean target| of the pushed pairs is below this", gt=0)
     lr: float = option(100.0, "SGD step on the summed per-pair terms (large because the preconditioner "
-                             "damps the step by about 1/β along the directions most scores share)")
-    backoff: float = option(0.5, "multiply the step by this when the mean gap changes sign")
-    epochs: int = option(20, "maximum passes over D_f (exactly this many without the gate)")
-    batch_size: int = option(16384, "deleted pairs per step (the default is one full-batch step per pass)")
-    max_rel_step: float = option(0.02, "cap on a shared (non-table) weight's step, relative to its norm")
+                             "damps the step by about 1/β along the directions most scores share)", gt=0)
+    backoff: float = option(0.5, "multiply the step by this when the mean gap changes sign", gt=0, le=1)
+    epochs: int = option(20, "maximum passes over D_f (exactly this many without the gate)", ge=0)
+    batch_size: int = option(16384, "deleted pairs per step (the default is one full-batch step per pass)", gt=0)
+    max_rel_step: float = option(0.02, "cap on a shared (non-table) weight's step, relative to its norm", gt=0)
     # --- retain-side repair ---
     repair_epochs: float = option(0.1, "passes of retain BPR (Adam) that give back the utility the exact part "
-                                       "and the push took, after the push, which then runs again (0 = off; repair.py)")
+                                       "and the push took, after the push, which then runs again (0 = off; repair.py)", ge=0)
     repair_trigger: float = option(0.10, "repair only when valid NDCG@20 is more than this (relative) below the "
-                                         "original's (0 = whenever it is below at all)")
+                                         "original's (0 = whenever it is below at all)", ge=0)
     repair_close: bool = option(True, "check utility once more after the push that followed a repair and, if "
                                       "it is past the trigger again, repair with no push after it")
-    repair_lr: float = option(1e-3, "Adam learning rate of the repair")
-    repair_batch_size: int = option(2048, "BPR batch size of the repair")
+    repair_lr: float = option(1e-3, "Adam learning rate of the repair", gt=0)
+    repair_batch_size: int = option(2048, "BPR batch size of the repair", gt=0)
     precondition: float = option(100.0, "β of the score-preserving preconditioner (I + β·H)⁻¹ on embedding-row "
                                       "steps, H the normalised second moment of the other side's final "
-                                      "embeddings (0 = off)")
+                                      "embeddings (0 = off)", ge=0)
     # --- scaling ---
-    c_min: float = option(0.25, "lower clip of the branch scale c_b")
-    c_max: float = option(2.0, "upper clip of the branch scale c_b")
+    c_min: float = option(0.25, "lower clip of the branch scale c_b", gt=0)
+    c_max: float = option(2.0, "upper clip of the branch scale c_b", gt=0)
     # --- isolation ---
-    coverage: float = option(0.9, "share p of total sensitivity the updated groups must cover")
+    coverage: float = option(0.9, "share p of total sensitivity the updated groups must cover", gt=0, le=1)
     shared: str = option("auto", "may shared (non-table) groups join the push: 'always', 'never', or 'auto' = "
                                  "unless the backbone has no item rows and no fully deleted item is pushed "
                                  "(isolation.py)")
-    row_hops: int = option(0, "rings of retain-graph neighbours added to the touched embedding rows")
+    row_hops: int = option(0, "rings of retain-graph neighbours added to the touched embedding rows", ge=0)
     # --- targets ---
-    item_buckets: int = option(10, "item-popularity buckets of the valid-pair reference")
-    min_user_valid: int = option(3, "users with at least this many valid pairs are their own reference")
-    valid_sample: int = option(8000, "valid pairs scored for the bucket reference (cost O(sample))")
-    rank_sample: int = option(512, "items sampled once to estimate rank percentiles (0 = all items)")
+    item_buckets: int = option(10, "item-popularity buckets of the valid-pair reference", gt=0)
+    min_user_valid: int = option(3, "users with at least this many valid pairs are their own reference", ge=0)
+    valid_sample: int = option(8000, "valid pairs scored for the bucket reference (cost O(sample))", ge=0)
+    rank_sample: int = option(512, "items sampled once to estimate rank percentiles (0 = all items)", ge=0)
 
     def __post_init__(self) -> None:
         if self.gate_scale not in GATE_SCALES:
