@@ -1,11 +1,11 @@
 """Unlearning methods behind one interface: ``build_method(name).run(ctx) -> UnlearnResult``.
 
 Importing this package registers the built-in methods: ``retrain``, ``rebuild``, ``rebuild-reset``,
-``finetune``, ``neggrad``, ``mmrecun``, ``tru`` and the ablations ``tru-no-gate``, ``tru-no-scaling``,
+``finetune``, ``neggrad``, ``mmrecun``, the influence-function baselines ``ifru`` and ``scif``, ``tru`` and the ablations ``tru-no-gate``, ``tru-no-scaling``,
 ``tru-no-isolation``.
 """
 
-from mmunlearn.unlearn import finetune, mmrecun, neggrad, retrain, zero_step  # noqa: F401  (registration)
+from mmunlearn.unlearn import finetune, ifru, mmrecun, neggrad, retrain, scif, zero_step  # noqa: F401  (registration)
 from mmunlearn.unlearn.base import (
     METHODS,
     UnlearnContext,
