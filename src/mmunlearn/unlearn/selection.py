@@ -51,6 +51,8 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "tru-no-repair": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
     "tru-shared-always": {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]},
     "tru-no-gate": {"lr": [10.0, 50.0], "epochs": [2, 5]},
+    "ifru": {"damping": [0.1, 1.0], "max_relative_step": [0.1, 0.5]},
+    "scif": {"damping": [0.1, 1.0], "max_relative_step": [0.1, 0.5]},
 }
 
 
