@@ -30,10 +30,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from mmunlearn.cli import bench, data, train, unlearn
+    from mmunlearn.cli import bench, data, stream, train, unlearn
 
     main.add_command(data.data)
-    for module in (train, unlearn, bench):
+    for module in (train, unlearn, bench, stream):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
 
