@@ -391,8 +391,9 @@ class InfluenceConfig:
     lissa_scale: float = option(10.0, "LiSSA's scale s relative to the Rayleigh quotient (s must exceed the "
                                       "largest eigenvalue of H + λI)")
     scale: float = option(1.0, "multiplier on the influence step (1 = the first-order removal)")
-    max_relative_step: float = option(0.5, "trust region: the step's norm is capped at this fraction of "
-                                           "the updated parameters' norm")
+    max_relative_step: float = option(0.03, "trust region: the step's norm is capped at this fraction of "
+                                            "the updated parameters' norm (BPR's influence step is far longer "
+                                            "than the parameters: this cap decides its size)")
     reset_deleted: bool = option(True, "re-initialise rows of fully deleted users/items (no retain pair "
                                        "constrains them, so their influence step is undefined)")
 
