@@ -132,9 +132,10 @@ def main() -> None:
     machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     try:
-        machine["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+        machine["cpu"] = next(line.split(":", 1)[1].strip()
+                              for line in Path("/proc/cpuinfo").read_text().splitlines()
                               if line.startswith("model name"))
-        machine["load"] = open("/proc/loadavg").read().split()[:3]
+        machine["load"] = Path("/proc/loadavg").read_text().split()[:3]
     except (OSError, StopIteration):
         pass
     result = {"settings": vars(args) | {"checkpoint": str(args.checkpoint), "out": str(out)}, "machine": machine,
