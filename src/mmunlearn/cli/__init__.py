@@ -30,10 +30,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from mmunlearn.cli import bench, data, ledger, train, unlearn
+    from mmunlearn.cli import bench, data, ledger, stream, train, unlearn
 
     main.add_command(data.data)
-    for module in (train, unlearn, bench, ledger):
+    for module in (train, unlearn, bench, ledger, stream):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
 

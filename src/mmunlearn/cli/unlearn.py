@@ -45,6 +45,47 @@ def forget_sample(dataset, run_dir, regime, ratio, seed, selection, out) -> None
     click.echo(f"wrote {out}")
 
 
+@forget_group.command("sequence")
+@click.option("--dataset", default=None, help="baby (embedded), synthetic, movielens-100k, or a folder/.inter path")
+@click.option("--checkpoint", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="sample from the data of this run instead (the checkpoint a stream starts from)")
+@click.option("--regime", type=click.Choice(REGIMES), default="interaction", show_default=True)
+@click.option("--n", "n", type=int, required=True, help="number of requests")
+@click.option("--ratio", type=float, default=0.01, show_default=True,
+              help="share of the *remaining* users/items/pairs each request deletes")
+@click.option("--seed", type=int, default=0, show_default=True, help="request k uses seed + k")
+@click.option("--selection", type=click.Choice(SELECTIONS), default="random", show_default=True)
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="a folder (000.json, 001.json, ...) or a .jsonl file (one request per line)")
+def forget_sequence(dataset, run_dir, regime, n, ratio, seed, selection, out) -> None:
+    """Sample N requests in arrival order, each on the data left after the previous ones."""
+    import json
+
+    from mmunlearn.data.requests import sample_sequence
+    from mmunlearn.io import atomic_write_text
+
+    if (dataset is None) == (run_dir is None):
+        raise InputError("give exactly one of --dataset or --checkpoint")
+    if run_dir is not None:
+        from mmunlearn.workflow.runner import load_run
+
+        data = load_run(run_dir).data
+    else:
+        from mmunlearn.data.registry import load_dataset
+
+        data = load_dataset(dataset)
+    reqs = sample_sequence(data, regime, n, ratio=ratio, seed=seed, selection=selection)
+    out = Path(out)
+    if out.suffix == ".jsonl":
+        atomic_write_text(out, "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in reqs))
+    else:
+        for k, r in enumerate(reqs):
+            save_request(out / f"{k:03d}.json", r)
+    click.echo(f"{n} {regime} requests of {ratio:g} each ({sum(len(r.pairs) + len(r.users) + len(r.items) for r in reqs)} "
+               f"ids/pairs in all) from {data.name}")
+    click.echo(f"wrote {out}")
+
+
 @forget_group.command("show")
 @click.argument("request", type=click.Path(dir_okay=False, path_type=Path))
 def forget_show(request) -> None:

@@ -264,6 +264,22 @@ def sample_request(data: InteractionData, regime: str, ratio: float = 0.05, seed
     return req
 
 
+def sample_sequence(data: InteractionData, regime: str, n: int, ratio: float = 0.01, seed: int = 0,
+                    selection: str = "random") -> list[ForgetRequest]:
+    """``n`` requests in arrival order, request ``k`` sampled (seed ``seed + k``) on the data that
+    remains after requests ``0..k-1``: what a stream of erasure requests looks like, each valid on the
+    checkpoint the previous one produced (each carries the fingerprint of the data it was drawn from)."""
+    if n < 1:
+        raise InputError(f"a request sequence needs n >= 1, got {n}")
+    out: list[ForgetRequest] = []
+    current = data
+    for k in range(n):
+        req = sample_request(current, regime, ratio, seed + k, selection)
+        out.append(req)
+        current = apply_request(current, req).retain
+    return out
+
+
 # ----- validation and application --------------------------------------------------------------------
 def validate_request(request: ForgetRequest, data: InteractionData) -> sp.csr_matrix:
     """Check a request against ``data``; returns the forget matrix (CSR). One-line InputErrors."""
@@ -373,5 +389,5 @@ def apply_request(data: InteractionData, request: ForgetRequest) -> AppliedReque
                           deleted_items=np.flatnonzero(before_i & ~after_i))
 
 
-__all__ = ["ForgetRequest", "AppliedRequest", "sample_request", "validate_request", "apply_request",
+__all__ = ["ForgetRequest", "AppliedRequest", "sample_request", "sample_sequence", "validate_request", "apply_request",
            "save_request", "load_request", "REGIMES", "SELECTIONS"]

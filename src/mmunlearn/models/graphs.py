@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 
@@ -86,11 +85,15 @@ class _SpMM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.adj_t = adj_t
+        ctx.adj, ctx.adj_t = adj, adj_t
         return csr_matmul(adj, x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
+        # the gradient is itself a product with the transpose: written through _SpMM (whose transpose
+        # is ``adj``), it is differentiable again, so Hessian-vector products (create_graph) work
+        if torch.is_grad_enabled():
+            return None, None, _SpMM.apply(ctx.adj_t, ctx.adj, grad)
         return None, None, csr_matmul(ctx.adj_t, grad)
 
 
@@ -115,8 +118,11 @@ class _MeanPropagation(torch.autograd.Function):
         return _layer_mean(adj, x, n_layers)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad: torch.Tensor):
+        # linear and self-adjoint: under create_graph the backward is the same node again, so it can be
+        # differentiated twice (influence functions' Hessian-vector products); otherwise the fast path
+        if torch.is_grad_enabled():
+            return None, _MeanPropagation.apply(ctx.adj, grad, ctx.n_layers), None
         return None, _layer_mean(ctx.adj, grad, ctx.n_layers), None
 
 

@@ -33,7 +33,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from mmunlearn.config import option
@@ -133,7 +132,8 @@ class _InfoNCE(torch.autograd.Function):
     the softmax in place (one ``exp`` pass), kept for backward (``B² · 4`` bytes: 16 MB at B = 2048),
     and the gradient is ``(P − I)·b`` / ``(P − I)ᵀ·a`` written as ``P·b − b``: three ``B × B × d``
     products per call, none repeated. Saved tensors are never modified, so a retained graph can be
-    differentiated twice.
+    differentiated twice; under ``create_graph`` the backward recomputes the softmax with
+    differentiable ops, so Hessian-vector products see the exact second derivative.
     """
 
     @staticmethod
@@ -148,10 +148,12 @@ class _InfoNCE(torch.autograd.Function):
         return (lse - (a * b).sum(1)).mean()
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b, prob = ctx.saved_tensors
         scale = grad / len(a)
+        if torch.is_grad_enabled():  # create_graph (Hessian-vector products): differentiable recompute
+            p = torch.softmax(a @ b.T, dim=1)
+            return (p @ b - b) * scale, (p.T @ a - a) * scale
         grad_a = torch.mm(prob, b).sub_(b).mul_(scale)
         grad_b = torch.mm(prob.T, a).sub_(a).mul_(scale)
         return grad_a, grad_b
@@ -217,9 +219,12 @@ class _TableProjection(torch.autograd.Function):
         return torch.addmm(bias, table, weight.T)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         table, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph (Hessian-vector products): plain differentiable ops
+            return (grad @ weight if ctx.needs_input_grad[0] else None,
+                    grad.T @ table if ctx.needs_input_grad[1] else None,
+                    grad.sum(0) if ctx.needs_input_grad[2] else None, None)
         grad_table = None
         if ctx.needs_input_grad[0]:
             out = ctx.store.take(table.shape, grad)
