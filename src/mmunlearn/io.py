@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -60,3 +61,32 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def install_folder(build: Path, dest: Path) -> None:
+    """Swap a finished build folder into ``dest``; an old copy is moved aside first, then removed.
+
+    Readers see the old folder or the new one, never a mix: the build is made complete beside
+    ``dest`` (same file system) and renamed in.
+    """
+    build, dest = Path(build), Path(dest)
+    os.chmod(build, 0o777 & ~_umask())  # mkdtemp makes 0700; the installed folder gets the usual mode
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+        os.replace(dest, old / "data")
+    try:
+        os.replace(build, dest)
+    except OSError:
+        if old is not None:
+            os.replace(old / "data", dest)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
