@@ -13,7 +13,7 @@ from mmunlearn.data.interactions import SPLITS, InteractionData
 
 @click.group()
 def data() -> None:
-    """Inspect datasets (info), fetch optional ones (fetch), encode real item text (encode-text)."""
+    """Inspect (info), fetch (fetch), encode real item text (encode-text), hold out a calibration fold (holdout-items)."""
 
 
 def dataset_info(ds: InteractionData) -> dict[str, Any]:
@@ -126,4 +126,25 @@ def encode_text(text_file: Path, dataset: str, out: Path, mapping: Path | None, 
     torch.set_num_threads(max(1, threads))
     path = encode_text_folder(text_file, dataset, out, mapping=mapping, cache=cache, force=force,
                               log=lambda msg: click.echo(msg, err=True))
+    click.echo(str(path))
+
+
+@data.command("holdout-items")
+@click.argument("dataset")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Dataset folder to write (DATASET without the fold's interactions, same content).")
+@click.option("--share", type=float, default=0.01, show_default=True,
+              help="Share of the train-active items held out of every split (the calibration fold).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold.")
+def holdout_items(dataset: str, out: Path, share: float, seed: int) -> None:
+    """Hold a calibration fold of items out of DATASET's graph, so the item regime's reference scales.
+
+    Train the original (and let every Retrain run) on OUT: the fold's items are then never a training
+    positive, which is how Retrain treats a deleted item — TRU's item target uses them (docs/TRU.md §2).
+    """
+    from mmunlearn.data.calibration import write_calibration_folder
+    from mmunlearn.data.registry import load_dataset
+
+    path, n = write_calibration_folder(load_dataset(dataset), share, out, seed=seed)
+    click.echo(f"{path}: {n} items held out (share {share:g}, seed {seed})", err=True)
     click.echo(str(path))
