@@ -20,17 +20,13 @@ or at Retrain.
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from mmunlearn.data.interactions import SIDECAR, SPLITS, InteractionData, write_inter
+from mmunlearn.data.interactions import SPLITS, InteractionData, write_dataset_folder
 from mmunlearn.errors import InputError
-from mmunlearn.io import install_folder
 
 FOLD_KEY = "calibration_items"
 
@@ -65,27 +61,9 @@ def fold_of(data: InteractionData) -> np.ndarray:
 def write_calibration_folder(data: InteractionData, share: float, out: Path, seed: int = 0) -> tuple[Path, int]:
     """Write ``hold_out_items(data, share, seed)`` as a dataset folder at ``out`` (atomically); + fold size."""
     held, fold = hold_out_items(data, share, seed)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.build.", dir=out.parent))
-    try:
-        write_inter(held, build / f"{held.name}.inter")
-        modalities = {}
-        for name, mod in held.modalities.items():
-            with open(build / f"{name}_feat.npy", "wb") as fh:
-                np.save(fh, np.asarray(mod.values, dtype=np.float32), allow_pickle=False)
-            modalities[name] = {"provenance": mod.provenance, "source": mod.source}
-        sidecar = {"name": held.name, "source": held.source, "n_users": held.n_users, "n_items": held.n_items,
-                   "modalities": modalities,
-                   FOLD_KEY: {"share": share, "seed": seed, "items": fold.tolist(),
-                              "removed": {s: int(data.split(s).nnz - held.split(s).nnz) for s in SPLITS}}}
-        (build / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-        install_folder(build, out)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    return out, int(len(fold))
+    record = {"share": share, "seed": seed, "items": fold.tolist(),
+              "removed": {s: int(data.split(s).nnz - held.split(s).nnz) for s in SPLITS}}
+    return write_dataset_folder(held, Path(out), {FOLD_KEY: record}), int(len(fold))
 
 
 __all__ = ["hold_out_items", "fold_of", "write_calibration_folder", "FOLD_KEY"]
