@@ -178,3 +178,32 @@ def json_default(obj: Any) -> Any:
 def dumps(obj: Any, *, indent: int | None = None) -> str:
     """The one JSON encoding of records (sorted keys; numpy and paths converted)."""
     return json.dumps(obj, indent=indent, sort_keys=True, default=json_default)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def install_folder(build: Path, dest: Path) -> None:
+    """Swap a finished build folder into ``dest``; an old copy is moved aside first, then removed.
+
+    Readers see the old folder or the new one, never a mix: the build is made complete beside
+    ``dest`` (same file system) and renamed in.
+    """
+    build, dest = Path(build), Path(dest)
+    os.chmod(build, 0o777 & ~_umask())  # mkdtemp makes 0700; the installed folder gets the usual mode
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+        os.replace(dest, old / "data")
+    try:
+        os.replace(build, dest)
+    except OSError:
+        if old is not None:
+            os.replace(old / "data", dest)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

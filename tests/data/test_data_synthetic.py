@@ -94,3 +94,21 @@ def test_bad_configs_name_the_field(kwargs: dict, field: str) -> None:
 def test_scales_beyond_one_user_block() -> None:
     data = generate(SyntheticConfig(n_users=2500, n_items=100, interactions_per_user=5, seed=3))
     assert data.n_users == 2500 and len(data.cold_users()) == 0
+
+
+def test_one_signal_modality_plants_signal_in_one_branch_and_noise_in_the_other() -> None:
+    from mmunlearn.data.synthetic import generate_with_truth, one_signal_modality
+
+    data, truth = generate_with_truth(one_signal_modality("image", noise="text", n_users=100, n_items=300, seed=4))
+    Q = np.c_[truth.item_factors, np.ones(data.n_items)]
+
+    def r2(x: np.ndarray) -> float:  # share of the features' variance the item factors explain
+        coef, *_ = np.linalg.lstsq(Q, x, rcond=None)
+        return 1.0 - float(((x - Q @ coef) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+
+    assert r2(data.modalities["image"].values) > 0.99
+    assert r2(data.modalities["text"].values) < 0.1
+    mirror = generate_with_truth(one_signal_modality("text", noise="image", n_users=100, n_items=300, seed=4))[0]
+    assert (mirror.train != data.train).nnz == 0  # the same interactions: only the content differs
+    with pytest.raises(InputError, match="must differ"):
+        one_signal_modality("text", noise="text")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from mmunlearn.unlearn.targets import (
@@ -56,3 +57,106 @@ def test_item_prior_moves_deleted_rows_to_the_negative_only_mean(trained, small_
     expected = ctx.original.item_emb[torch.as_tensor(np.setdiff1d(ref, ctx.applied.deleted_items))].mean(0)
     assert torch.allclose(shift, expected.expand_as(shift), atol=1e-6)
     assert log["item_prior"] == len(rows)
+
+
+# --- the item reference: a calibration fold of never-positive items (issue #11) ---------------------
+
+def _train_lightgcn(data, epochs: int = 12):
+    from mmunlearn.models.registry import build_model, model_config
+    from mmunlearn.train.trainer import TrainConfig, seed_everything, train
+
+    torch.set_num_threads(1)
+    seed_everything(0)
+    cfg = model_config("lightgcn", ("test", {"dim": 16, "n_layers": 2}))
+    model = build_model("lightgcn", data, cfg)
+    train(model, data, TrainConfig(epochs=epochs, min_epochs=epochs, patience=99, batch_size=512, lr=1e-2,
+                                   threads=1, eval_every=epochs), show_progress=False)
+    return model, cfg
+
+
+def _item_ctx(model_cfg, data, ratio: float = 0.1):
+    from mmunlearn.data.requests import apply_request, sample_request
+    from mmunlearn.unlearn.base import UnlearnContext
+
+    model, cfg = model_cfg
+    applied = apply_request(data, sample_request(data, "item", ratio, 0))
+    return UnlearnContext(original=model, applied=applied, model_name="lightgcn", model_config=cfg, seed=0)
+
+
+def _planted(n_items: int = 200, seed: int = 7):
+    from mmunlearn.data.synthetic import SyntheticConfig, generate
+
+    return generate(SyntheticConfig(n_users=300, n_items=n_items, interactions_per_user=12, seed=seed))
+
+
+def test_a_calibration_fold_gives_the_never_positive_reference_of_other_never_positive_items():
+    """Planted case with many never-positive items (a 30 % fold): the reference built from one third of
+    them matches the reference of the other two thirds — it is a property of negative-only training,
+    not of particular items — and the target built by build_targets has that reference's level."""
+    from mmunlearn.data.calibration import hold_out_items
+    from mmunlearn.unlearn.targets import TargetConfig, item_reference_percentiles
+
+    data, fold = hold_out_items(_planted(), 0.3, seed=1)
+    ctx = _item_ctx(_train_lightgcn(data), data)
+    never, how = negative_only_items(ctx.applied)
+    assert set(fold) <= set(never) and len(never) >= 50 and how.startswith("never-positive")
+    model, _ = exact_part(ctx)
+    tg = build_targets(model, ctx.applied, TargetConfig(rank_sample=0))
+    u_emb, i_emb = model.final_embeddings()
+    pairs = tg.pairs
+    rng = np.random.default_rng(5)
+    part = rng.permutation(never)
+    small, known = part[: len(part) // 3], part[len(part) // 3:]
+    ref_small = item_reference_percentiles(u_emb, i_emb, ctx.applied, pairs, small, rng, None)
+    ref_known = item_reference_percentiles(u_emb, i_emb, ctx.applied, pairs, known, rng, None)
+    assert abs(ref_small.mean() - ref_known.mean()) < 0.04
+    assert abs(tg.target.mean() - ref_known.mean()) < 0.04
+    # the reference is far from where the original (which remembers them) ranks the deleted pairs
+    from mmunlearn.evaluate.forgetting import rank_percentiles
+
+    ou, oi = ctx.original.final_embeddings()
+    assert tg.target.mean() - rank_percentiles(ou, oi, pairs, ctx.applied.retain.train).mean() > 0.2
+    assert "warning" not in tg.summary()["item_reference"]
+
+
+def test_with_at_most_two_never_positive_items_the_fold_still_gives_a_sensible_reference():
+    from mmunlearn.data.calibration import hold_out_items
+    from mmunlearn.evaluate.forgetting import rank_percentiles
+    from mmunlearn.unlearn.targets import TargetConfig
+
+    base = _planted(n_items=120, seed=11)
+    natural = np.flatnonzero(np.bincount(base.train.indices, minlength=base.n_items) == 0)
+    assert len(natural) <= 2  # the situation of real 5-core data (Baby: 2 of 7,050)
+    ctx = _item_ctx(_train_lightgcn(base), base)
+    model, _ = exact_part(ctx)
+    info = build_targets(model, ctx.applied).summary()["item_reference"]
+    if len(natural):  # the old reference: flagged as resting on too few items
+        assert info["reference_items"] == len(natural) and "rests on" in info["warning"]
+    else:
+        assert info["how"].startswith("fallback")
+
+    data, fold = hold_out_items(base, 0.2, seed=2)
+    ctx = _item_ctx(_train_lightgcn(data), data)
+    model, _ = exact_part(ctx)
+    tg = build_targets(model, ctx.applied, TargetConfig(rank_sample=0))
+    info = tg.summary()["item_reference"]
+    assert info["reference_items"] >= len(fold) >= 20 and "warning" not in info
+    # sensible: a deleted item ends below the held-out real interactions (valid pairs) and below where the
+    # original (which remembers it) ranks it, and not pinned at the bottom
+    u_emb, i_emb = model.final_embeddings()
+    vu, vi = ctx.applied.retain.valid.nonzero()
+    valid_pct = rank_percentiles(u_emb, i_emb, np.stack([vu, vi], 1), ctx.applied.retain.train)
+    assert valid_pct.mean() < tg.target.mean() < 0.99
+    ou, oi = ctx.original.final_embeddings()
+    assert tg.target.mean() > rank_percentiles(ou, oi, tg.pairs, ctx.applied.retain.train).mean() + 0.2
+
+
+def test_least_popular_item_reference_is_the_old_fallback_as_an_option(trained, small_data):
+    from mmunlearn.errors import InputError
+    from mmunlearn.unlearn.targets import TargetConfig
+
+    ctx = make_ctx(trained, small_data, "item")
+    items, how = negative_only_items(ctx.applied, TargetConfig(item_reference="least-popular"))
+    assert how.startswith("fallback") and not np.isin(items, ctx.applied.deleted_items).any()
+    with pytest.raises(InputError, match="item_reference"):
+        TargetConfig(item_reference="retrain")

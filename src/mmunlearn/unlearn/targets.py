@@ -11,8 +11,11 @@ can produce without any retraining:
   same popularity bucket (quantiles of retained item degree) as the deleted item.
 - ``item`` — i lost its whole training history (item regime). Under Retrain i is only ever a *negative*.
   The reference is the percentile, for the same user u, of items that were never a training positive in
-  the original data (the model saw them only as negatives — the same treatment). When the data has no
-  such item, the least popular retained items stand in (recorded in ``info``).
+  the original data (the model saw them only as negatives — the same treatment). Real 5-core data has
+  almost none (Baby: 2), so the reference scales only with a **calibration fold** held out of the graph
+  before training (``data/calibration.py``, ``mmunlearn data holdout-items``); with fewer than
+  ``min_reference_items`` of them the summary says so. ``item_reference = "least-popular"`` (or a data
+  set without any never-positive item) uses the least popular retained items instead.
 - ``user`` — u lost its whole training history (user regime). Under Retrain u is an untrained row: the
   reference is the percentile of i for a *fresh* row (a second, independent re-initialisation).
 
@@ -32,11 +35,13 @@ import scipy.sparse as sp
 
 from mmunlearn.config import option
 from mmunlearn.data.requests import AppliedRequest
+from mmunlearn.errors import InputError
 from mmunlearn.evaluate.forgetting import rank_percentiles
 from mmunlearn.models.base import Recommender
 
 KIND_PAIR, KIND_ITEM, KIND_USER = 0, 1, 2
 KIND_NAMES = {KIND_PAIR: "pair", KIND_ITEM: "item", KIND_USER: "user"}
+ITEM_REFERENCES = ("never-positive", "least-popular")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,16 @@ class TargetConfig:
                                      "users' own valid pairs are always scored", ge=0)
     rank_sample: int = option(1024, "items sampled (once, fixed) to estimate rank percentiles; 0 = all items", ge=0)
     fresh_seed: int = option(104729, "seed offset of the fresh rows that are the deleted users' reference", ge=0)
+    item_reference: str = option("never-positive", "item-kind reference: 'never-positive' (items never a "
+                                                   "training positive: natural ones plus a held-out "
+                                                   "calibration fold) or 'least-popular' (the old fallback)")
+    min_reference_items: int = option(20, "fewer never-positive items than this: the summary flags the item "
+                                          "reference as resting on too few items", ge=1)
+
+    def __post_init__(self) -> None:
+        if self.item_reference not in ITEM_REFERENCES:
+            raise InputError(f"targets.item_reference must be one of {list(ITEM_REFERENCES)}, "
+                             f"got {self.item_reference!r}")
 
 
 @dataclass
@@ -213,29 +228,31 @@ def _pair_targets(user_emb, item_emb, applied: AppliedRequest, pairs: np.ndarray
 def negative_only_items(applied: AppliedRequest, cfg: TargetConfig | None = None) -> tuple[np.ndarray, str]:
     """Items the model saw only as negatives (never a training positive in the original data).
 
-    They are what a fully deleted item becomes under Retrain. Without any, the least popular retained
-    items stand in (``cfg.fallback_item_share`` of the items); the second value says which was used.
+    They are what a fully deleted item becomes under Retrain: natural never-positive items plus any
+    calibration fold held out of the graph before training. Without any (or with ``item_reference =
+    "least-popular"``), the least popular retained items stand in (``cfg.fallback_item_share`` of the
+    items); the second value says which was used.
     """
     cfg = cfg or TargetConfig()
     retain, original = applied.retain, applied.original
     orig_deg = np.bincount(original.train.indices, minlength=original.n_items)
     never = np.flatnonzero(orig_deg == 0)
-    if len(never):
+    if len(never) and cfg.item_reference == "never-positive":
         return never, f"never-positive items of the original train ({len(never)})"
     deg = np.bincount(retain.train.indices, minlength=retain.n_items).astype(float)
     deg[applied.deleted_items] = np.inf
+    deg[never] = np.inf
     k = max(1, int(round(cfg.fallback_item_share * retain.n_items)))
-    return np.argsort(deg, kind="stable")[:k], \
-        f"fallback: {k} least popular retained items (no never-positive item in the data)"
+    why = "item_reference = least-popular" if len(never) else "no never-positive item in the data"
+    return np.argsort(deg, kind="stable")[:k], f"fallback: {k} least popular retained items ({why})"
 
 
-def _item_targets(user_emb, item_emb, applied: AppliedRequest, pairs: np.ndarray, start: np.ndarray,
-                  cfg: TargetConfig, rng: np.random.Generator, cand: np.ndarray | None,
-                  ) -> tuple[np.ndarray, dict[str, Any]]:
+def item_reference_percentiles(user_emb, item_emb, applied: AppliedRequest, pairs: np.ndarray,
+                               reference: np.ndarray, rng: np.random.Generator,
+                               cand: np.ndarray | None) -> np.ndarray:
+    """Per pair (u, i): the percentile, for the same u, of a random ``reference`` item not among u's positives."""
     retain = applied.retain
-    never, how = negative_only_items(applied, cfg)
-    # per pair: the same user's percentile of a (random) never-positive item, excluding the user's positives
-    ref_items = never[rng.integers(0, len(never), size=len(pairs))]
+    ref_items = reference[rng.integers(0, len(reference), size=len(pairs))]
     pos = retain.train
     from mmunlearn.train.sampling import contains, pair_keys
 
@@ -244,18 +261,30 @@ def _item_targets(user_emb, item_emb, applied: AppliedRequest, pairs: np.ndarray
     for _ in range(10):  # a reference item that is one of u's retained positives is not a candidate
         if not clash.any():
             break
-        ref_items[clash] = never[rng.integers(0, len(never), size=int(clash.sum()))]
+        ref_items[clash] = reference[rng.integers(0, len(reference), size=int(clash.sum()))]
         clash = contains(pair_keys(pos), pairs[:, 0], ref_items, retain.n_items)
-    ref = rank_percentiles(user_emb, item_emb, np.stack([pairs[:, 0], ref_items], 1), retain.train,
-                           candidates=cand)
+    return rank_percentiles(user_emb, item_emb, np.stack([pairs[:, 0], ref_items], 1), retain.train,
+                            candidates=cand)
+
+
+def _item_targets(user_emb, item_emb, applied: AppliedRequest, pairs: np.ndarray, start: np.ndarray,
+                  cfg: TargetConfig, rng: np.random.Generator, cand: np.ndarray | None,
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
+    never, how = negative_only_items(applied, cfg)
+    ref = item_reference_percentiles(user_emb, item_emb, applied, pairs, never, rng, cand)
     # quantile-match per deleted item so each item's pairs get the reference's spread, keeping the pairs'
     # own order within the item
     target = np.zeros(len(pairs))
     for it in np.unique(pairs[:, 1]):
         sel = np.flatnonzero(pairs[:, 1] == it)
         target[sel] = quantile_match(start[sel], ref[sel])
-    return target, {"how": how, "reference_mean": float(ref.mean())}
+    info: dict[str, Any] = {"how": how, "reference_items": int(len(never)), "reference_mean": float(ref.mean())}
+    if how.startswith("never-positive") and len(never) < cfg.min_reference_items:
+        info["warning"] = (f"the item reference rests on {len(never)} item(s) (< {cfg.min_reference_items}); "
+                           "hold out a calibration fold before training: mmunlearn data holdout-items")
+    return target, info
 
 
 __all__ = ["TargetConfig", "ProxyTarget", "build_targets", "pair_kinds", "quantile_match", "negative_only_items",
+           "item_reference_percentiles", "ITEM_REFERENCES",
            "KIND_PAIR", "KIND_ITEM", "KIND_USER", "KIND_NAMES"]

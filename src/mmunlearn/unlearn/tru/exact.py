@@ -19,16 +19,16 @@ import torch
 
 from mmunlearn.models.base import Recommender
 from mmunlearn.unlearn.base import UnlearnContext, start_from_original
-from mmunlearn.unlearn.targets import negative_only_items
+from mmunlearn.unlearn.targets import TargetConfig, negative_only_items
 
 
 @torch.no_grad()
-def apply_item_prior(model: Recommender, ctx: UnlearnContext) -> dict[str, Any]:
+def apply_item_prior(model: Recommender, ctx: UnlearnContext, targets: TargetConfig | None = None) -> dict[str, Any]:
     """Move fully deleted item rows to the mean row of the negative-only reference items."""
     deleted = ctx.applied.deleted_items
     if len(deleted) == 0:
         return {"item_prior": 0}
-    reference, how = negative_only_items(ctx.applied)
+    reference, how = negative_only_items(ctx.applied, targets)
     reference = np.setdiff1d(reference, deleted)
     if len(reference) == 0:
         return {"item_prior": 0, "item_prior_reference": "none"}
@@ -43,11 +43,12 @@ def apply_item_prior(model: Recommender, ctx: UnlearnContext) -> dict[str, Any]:
     return {"item_prior": int(len(deleted)), "item_prior_reference": how}
 
 
-def exact_part(ctx: UnlearnContext, reset: bool = True, item_prior: bool = True) -> tuple[Recommender, dict]:
+def exact_part(ctx: UnlearnContext, reset: bool = True, item_prior: bool = True,
+               targets: TargetConfig | None = None) -> tuple[Recommender, dict]:
     """Deep copy + graph rebuild + reset of fully deleted rows (+ item prior)."""
     model, log = start_from_original(ctx, reset=reset)
     if reset and item_prior:
-        log.update(apply_item_prior(model, ctx))
+        log.update(apply_item_prior(model, ctx, targets))
     return model, log
 
 

@@ -98,6 +98,8 @@ class TRUConfig:
     min_user_valid: int = option(3, "users with at least this many valid pairs are their own reference", ge=0)
     valid_sample: int = option(8000, "valid pairs scored for the bucket reference (cost O(sample))", ge=0)
     rank_sample: int = option(512, "items sampled once to estimate rank percentiles (0 = all items)", ge=0)
+    item_reference: str = option("never-positive", "item-kind reference and item prior: 'never-positive' "
+                                                   "(natural + a held-out calibration fold) or 'least-popular'")
 
     def __post_init__(self) -> None:
         if self.gate_scale not in GATE_SCALES:
@@ -107,7 +109,8 @@ class TRUConfig:
 
     def target_config(self) -> TargetConfig:
         return TargetConfig(item_buckets=self.item_buckets, min_user_valid=self.min_user_valid,
-                            valid_sample=self.valid_sample, rank_sample=self.rank_sample)
+                            valid_sample=self.valid_sample, rank_sample=self.rank_sample,
+                            item_reference=self.item_reference)
 
 
 class TRU(UnlearnMethod):
@@ -120,7 +123,7 @@ class TRU(UnlearnMethod):
         cfg = self.config
         device = torch.device(ctx.device)
         rng = seeded_rng(ctx, 23)
-        model, log = exact_part(ctx, reset=cfg.reset, item_prior=cfg.item_prior)
+        model, log = exact_part(ctx, reset=cfg.reset, item_prior=cfg.item_prior, targets=cfg.target_config())
         repairs = RepairPolicy(ctx, trigger=cfg.repair_trigger, epochs=cfg.repair_epochs, lr=cfg.repair_lr,
                                batch_size=cfg.repair_batch_size, rng=seeded_rng(ctx, 29), log=log)
         plan = build_plan(model, ctx, cfg, rng, log)
