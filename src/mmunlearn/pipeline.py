@@ -19,7 +19,7 @@ from mmunlearn.config import option
 from mmunlearn.data.interactions import InteractionData
 from mmunlearn.evaluate.ranking import evaluate_split
 from mmunlearn.models.registry import MODELS, build_model
-from mmunlearn.train.trainer import TrainConfig, TrainResult, seed_everything, train
+from mmunlearn.train.trainer import TrainConfig, TrainResult, seed_everything
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,22 @@ class TrainedRun:
 
 
 def train_and_save(prepared: PreparedData, model_name: str, model_cfg: Any, train_cfg: TrainConfig,
-                   out: Path, *, show_progress: bool = True) -> TrainedRun:
-    """Train on ``prepared.data`` with early stopping on valid, evaluate test once, save the run."""
+                   out: Path, *, show_progress: bool = True, nproc: int = 1) -> TrainedRun:
+    """Train on ``prepared.data`` with early stopping on valid, evaluate test once, save the run.
+
+    ``nproc > 1`` trains data-parallel (a sharded model: its shards in parallel); under ``torchrun``
+    only rank 0 evaluates and saves.
+    """
+    from mmunlearn.train.distributed import is_main_process
+    from mmunlearn.train.launch import fit
+
     seed_everything(train_cfg.seed)
     data = prepared.data
     model = build_model(model_name, data, model_cfg)
-    result = train(model, data, train_cfg, show_progress=show_progress)
+    result = fit(model, data, train_cfg, nproc=nproc, work_dir=Path(out) / ".shards-progress",
+                 show_progress=show_progress)
+    if not is_main_process():
+        return TrainedRun(meta={}, result=result, test={}, valid={})
     valid = evaluate_split(model, data, "valid")
     test = evaluate_split(model, data, "test")
     meta = save_checkpoint(
@@ -109,9 +119,26 @@ def train_and_save(prepared: PreparedData, model_name: str, model_cfg: Any, trai
         metrics={"valid": valid, "test": test, "best_epoch": result.best_epoch,
                  "epochs_run": result.epochs_run, "train_seconds": result.seconds},
         extra={"data_spec": _spec_record(prepared.spec), "history": result.history,
-               "content_warnings": prepared.warnings},
+               "content_warnings": prepared.warnings, **_parallel_record(model, result, nproc)},
     )
+    if model_name == "sharded":
+        import shutil
+
+        shutil.rmtree(Path(out) / ".shards-progress", ignore_errors=True)  # the checkpoint holds them now
     return TrainedRun(meta=meta, result=result, test=test, valid=valid)
+
+
+def _parallel_record(model: Any, result: TrainResult, nproc: int) -> dict[str, Any]:
+    """How the run was trained when not by one plain process (sharded, data-parallel)."""
+    out: dict[str, Any] = {}
+    if hasattr(model, "describe") and getattr(model, "name", "") == "sharded":
+        out["sharded"] = model.describe()
+    world = getattr(result, "world", 1)
+    if world > 1 or nproc > 1:
+        out["distributed"] = {"nproc": nproc, "world": world, "backend": getattr(result, "backend", None),
+                              "batch_mode": getattr(result, "batch_mode", None),
+                              "rank_hashes_equal": len(set(getattr(result, "rank_hashes", []) or [""])) == 1}
+    return out
 
 
 def _spec_record(spec: DataSpec) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 
 Importing this package registers the built-in methods: ``retrain``, ``rebuild``, ``rebuild-reset``,
 ``finetune``, ``neggrad``, ``mmrecun``, ``tru`` and the ablations ``tru-no-gate``, ``tru-no-scaling``,
-``tru-no-isolation``.
+``tru-no-isolation``, and the sharded exact methods ``sisa`` and ``receraser``.
 """
 
-from mmunlearn.unlearn import finetune, mmrecun, neggrad, retrain, zero_step  # noqa: F401  (registration)
+from mmunlearn.unlearn import finetune, mmrecun, neggrad, retrain, sharded, zero_step  # noqa: F401  (registration)
 from mmunlearn.unlearn.base import (
     METHODS,
     UnlearnContext,

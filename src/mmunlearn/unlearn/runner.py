@@ -13,6 +13,7 @@ exactly the retain data it was unlearned on.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from mmunlearn.unlearn.base import UnlearnContext, build_method, method_config
 
 #: test hook: seconds to sleep right before the unlearning call (lets a test kill the process mid-run)
 PAUSE_ENV = "MMUNLEARN_UNLEARN_PAUSE"
+#: where a method keeps resumable progress inside the child folder (sharded methods: per-shard markers)
+PROGRESS_DIR = ".progress"
 
 
 @dataclass
@@ -83,7 +86,7 @@ def unlearn_checkpoint(run_dir: Path, request_path: Path, method: str, out: Path
         else TrainConfig()
     ctx = UnlearnContext(original=parent.model, applied=applied, model_name=meta["model"],
                          model_config=parent.model.config, train_config=tcfg, seed=seed, device=device,
-                         show_progress=show_progress)
+                         show_progress=show_progress, work_dir=out / PROGRESS_DIR)
     selection = None
     if select:
         from mmunlearn.unlearn.selection import select_config
@@ -111,7 +114,12 @@ def unlearn_checkpoint(run_dir: Path, request_path: Path, method: str, out: Path
                               seed=seed, parent_path=run_dir, parent_hash=parent.hash, child_path=out,
                               child_hash=child_meta["weights_sha256"], seconds=result.seconds, metrics=metrics,
                               forced=previous is not None)
+    if "retrained_shards" in result.log:  # sharded exact methods: which shards the deletion retrained
+        entry["shards"] = {k: result.log.get(k) for k in ("shards", "partition", "retrained_shards",
+                                                          "resumed_shards", "untouched_shards", "shard_seconds",
+                                                          "shard_seconds_total", "aggregator_seconds")}
     ledger.append_entry(run_dir, entry)
+    shutil.rmtree(out / PROGRESS_DIR, ignore_errors=True)  # the child and its ledger line exist now
     return UnlearnReport(child=out, method=method, seconds=result.seconds, metrics=metrics, entry=entry,
                          log=result.log)
 
