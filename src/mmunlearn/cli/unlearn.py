@@ -63,7 +63,7 @@ def forget_show(request) -> None:
               help="forget request JSON (mmunlearn forget sample)")
 @click.option("--method", default="tru", show_default=True,
               help="retrain, rebuild, rebuild-reset, finetune, neggrad, mmrecun, tru, tru-no-gate, "
-                   "tru-no-scaling, tru-no-isolation")
+                   "tru-no-scaling, tru-no-isolation; sisa, receraser (sharded checkpoints: train --shards)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="child run folder")
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu or cuda")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),

@@ -36,6 +36,9 @@ from mmunlearn.unlearn.base import UnlearnContext, UnlearnMethod, clone_model, r
 class ShardedUnlearnConfig:
     nproc: int = option(1, "processes that retrain shards in parallel (torch.distributed, gloo)")
     max_epochs: int = option(0, "cap on a shard's epochs (0 = the original's training config, unchanged)")
+    shards: int = option(4, "K of the sharded model the benchmark grid trains for this method (a sharded "
+                            "checkpoint given to `mmunlearn unlearn` keeps its own K)")
+    partition: str = option("", "partition of the grid's sharded model ('' = sisa: random, receraser: user)")
 
 
 class ShardedRetrain(UnlearnMethod):
@@ -46,6 +49,8 @@ class ShardedRetrain(UnlearnMethod):
     #: the aggregator this method's checkpoints carry
     aggregator = "mean"
     how_to_train = "mmunlearn train --shards K --partition random"
+    #: the benchmark grid trains a sharded original for this method (bench/grid.py)
+    needs_sharded_original = True
 
     def _check(self, model: Recommender) -> ShardedRecommender:
         if not isinstance(model, ShardedRecommender):
