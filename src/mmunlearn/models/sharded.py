@@ -11,10 +11,11 @@ Aggregators:
 - ``mean`` (SISA): a user's score is the mean of the scores of the shards that hold the user's data
   (with user shards: its own shard; a user without data: all shards). Averaging over shards that never
   saw the user would add a random-projection term (an untrained user row times trained item rows).
-- ``attention`` (RecEraser): per shard a transfer matrix ``T_k`` maps shard embeddings into a common
-  space and an attention ``softmax_k(hᵀ tanh(W·T_k e_k + b))`` mixes them, for users and items
-  separately, restricted to the shards that hold the id's data. Trained on the retain data with the
-  shards frozen (``train.sharded.train_aggregator``).
+- ``attention`` (RecEraser): per shard a transfer matrix ``T_k`` and an attention
+  ``softmax_k(hᵀ tanh(W·T_k e_k + b))`` over the shards that hold the id's data, for users and items
+  separately; a score is ``Σ_k α_uk β_ik (T_k e_uk)·(T_k e_ik)`` (within-shard products only, see
+  :meth:`AttentionAggregator.combine`). Trained on the retain data with the shards frozen
+  (``train.sharded.train_aggregator``).
 
 The partition (``shard_of``) is a persistent buffer, so it travels inside the one safetensors file of
 the ordinary checkpoint format (``shards.<k>.<param>``, ``aggregator.<param>``, ``shard_of``);
@@ -91,13 +92,20 @@ class AttentionAggregator(nn.Module):
         torch.random.set_rng_state(gen_state)
 
     def combine(self, embs: torch.Tensor, mask: torch.Tensor, side: str) -> torch.Tensor:
-        """``embs [K, n, d]`` of n ids, ``mask [n, K]`` (shards holding the id's data) → ``[n, d]``."""
+        """``embs [K, n, d]`` of n ids, ``mask [n, K]`` (shards holding the id's data) → ``[n, K·d]``.
+
+        The shards' transferred embeddings ``T_k e_k`` weighted by the attention and concatenated, so a
+        user–item dot product is ``Σ_k α_uk β_ik (T_k e_uk)·(T_k e_ik)``: shard k's user row only ever
+        meets shard k's item row. (RecEraser sums ``Σ_k α_k T e_k`` into one d-vector; the models of
+        independently trained shards do not share an embedding space, and on Baby the summed form's
+        cross-shard products made it worse than SISA's mean.)
+        """
         z = torch.einsum("knd,kde->kne", embs, self.transfer)
         w, h = (self.user_w, self.user_h) if side == "user" else (self.item_w, self.item_h)
         logits = h(torch.tanh(w(z))).squeeze(-1).T  # [n, K]
         logits = logits.masked_fill(~mask, float("-inf"))
         alpha = torch.softmax(logits, dim=1)
-        return torch.einsum("nk,knd->nd", alpha, z)
+        return (z * alpha.T[:, :, None]).permute(1, 0, 2).reshape(z.shape[1], -1)
 
 
 class ShardedRecommender(Recommender):
