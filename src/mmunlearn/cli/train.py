@@ -82,8 +82,11 @@ def train(dataset, model_name, out, config_file, epochs, batch_size, lr, min_epo
     run = train_and_save(prepared, model_name, mcfg, tcfg, out, show_progress=not quiet, nproc=nproc)
     if not run.meta:  # a torchrun rank other than 0: rank 0 reports and saves
         return
-    click.echo(f"best valid epoch {run.result.best_epoch} of {run.result.epochs_run} "
-               f"({run.result.seconds:.1f} s)")
+    if shards:
+        click.echo(f"trained {shards} shards and the aggregator ({run.result.seconds:.1f} s)")
+    else:
+        click.echo(f"best valid epoch {run.result.best_epoch} of {run.result.epochs_run} "
+                   f"({run.result.seconds:.1f} s)")
     click.echo(f"valid  {metrics_line(run.valid)}")
     click.echo(f"test   {metrics_line(run.test)}")
     click.echo(f"saved  {out}")
