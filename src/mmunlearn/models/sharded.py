@@ -89,24 +89,27 @@ class AttentionAggregator(nn.Module):
             self.transfer.copy_(torch.eye(self.transfer.shape[1]).repeat(self.transfer.shape[0], 1, 1))
             for lin in (self.user_w, self.user_h, self.item_w, self.item_h):
                 lin.reset_parameters()
+            self.user_h.weight.zero_()  # gates start at exactly 1: the aggregator starts as SISA's sum
+            self.item_h.weight.zero_()
         torch.random.set_rng_state(gen_state)
 
     def combine(self, embs: torch.Tensor, mask: torch.Tensor, side: str) -> torch.Tensor:
         """``embs [K, n, d]`` of n ids, ``mask [n, K]`` (shards holding the id's data) → ``[n, K·d]``.
 
-        The shards' transferred embeddings ``T_k e_k`` weighted by the attention and concatenated, so a
-        user–item dot product is ``Σ_k α_uk β_ik (T_k e_uk)·(T_k e_ik)``: shard k's user row only ever
-        meets shard k's item row. (RecEraser sums ``Σ_k α_k T e_k`` into one d-vector; the models of
-        independently trained shards do not share an embedding space, and on Baby the summed form's
-        cross-shard products made it worse than SISA's mean.)
+        The shards' transferred embeddings ``T_k e_k``, each scaled by a gate ``g = 2·σ(hᵀ tanh(W·T_k e_k
+        + b))`` (1 at initialisation, 0 for shards without the id's data), concatenated: a user–item dot
+        product is ``Σ_k g_uk g_ik (T_k e_uk)·(T_k e_ik)``, so shard k's user row only ever meets shard
+        k's item row, and at initialisation the score is SISA's. Two deviations from RecEraser, both
+        measured on Baby (docs/DISTRIBUTED.md): RecEraser *sums* ``Σ_k α_k T e_k`` into one d-vector —
+        cross-shard products of models that share no embedding space; and its weights are a *softmax*
+        over shards, which with user shards divides a popular item (present in every shard) by K
+        against a niche item present in one.
         """
         z = torch.einsum("knd,kde->kne", embs, self.transfer)
         w, h = (self.user_w, self.user_h) if side == "user" else (self.item_w, self.item_h)
         logits = h(torch.tanh(w(z))).squeeze(-1).T  # [n, K]
-        logits = logits.masked_fill(~mask, float("-inf"))
-        alpha = torch.softmax(logits, dim=1)
-        return (z * alpha.T[:, :, None]).permute(1, 0, 2).reshape(z.shape[1], -1)
-
+        gate = 2.0 * torch.sigmoid(logits) * mask.to(logits.dtype)
+        return (z * gate.T[:, :, None]).permute(1, 0, 2).reshape(z.shape[1], -1)
 
 class ShardedRecommender(Recommender):
     name = "sharded"
