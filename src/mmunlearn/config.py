@@ -89,6 +89,8 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
             return value
         if typing.get_origin(t) is tuple and isinstance(value, list | tuple):
             return tuple(value)
+        if (t is dict or typing.get_origin(t) is dict) and isinstance(value, dict):
+            return dict(value)
     shown = getattr(typ, "__name__", None) if origin is None else None
     raise InputError(f"{where}: {cls.__name__}.{name} must be {shown or typ}, got {value!r}")
 

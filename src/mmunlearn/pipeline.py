@@ -21,7 +21,7 @@ from mmunlearn.evaluate.ranking import evaluate_split
 from mmunlearn.io import check_target_dir, staged_dir
 from mmunlearn.models.base import Recommender
 from mmunlearn.models.registry import MODELS, build_model
-from mmunlearn.train.trainer import TrainConfig, TrainResult, seed_everything, train
+from mmunlearn.train.trainer import TrainConfig, TrainResult, seed_everything
 
 
 @dataclass(frozen=True)
@@ -112,38 +112,58 @@ class TrainedRun:
 
 
 def train_and_save(prepared: PreparedData, model_name: str, model_cfg: Any, train_cfg: TrainConfig,
-                   out: Path, *, show_progress: bool = True, force: bool = False,
+                   out: Path, *, show_progress: bool = True, force: bool = False, nproc: int = 1,
                    extra: dict[str, Any] | None = None, rebuildable: bool = True) -> TrainedRun:
     """Train on ``prepared.data`` with early stopping on valid, evaluate test once, save the run.
 
     An existing run at ``out`` is refused (before training) unless ``force``; the new run is written
     beside it and swapped in (:func:`mmunlearn.io.staged_dir`), so a kill never mixes the two.
-    ``extra`` adds metadata (the grid records its hash and dataset there). ``rebuildable=False`` leaves
-    the data spec out of the metadata: data the spec cannot reproduce (a grid's user subsample, narrowed
-    synthetic content) must then be passed to ``load_checkpoint`` explicitly, never silently rebuilt wrong.
+    ``nproc > 1`` trains data-parallel (a sharded model: its shards in parallel); under ``torchrun``
+    only rank 0 evaluates and saves. ``extra`` adds metadata (the grid records its hash and dataset
+    there). ``rebuildable=False`` leaves the data spec out of the metadata: data the spec cannot reproduce
+    (a grid's user subsample, narrowed synthetic content) must then be passed to ``load_checkpoint``
+    explicitly, never silently rebuilt wrong.
     """
-    check_target_dir(Path(out), force=force)
+    from mmunlearn.train.distributed import is_main_process
+    from mmunlearn.train.launch import fit
+
+    out = Path(out)
+    check_target_dir(out, force=force)
     seed_everything(train_cfg.seed)
     data = prepared.data
     model = build_model(model_name, data, model_cfg)
-    result = train(model, data, train_cfg, show_progress=show_progress)
+    progress = out.parent / f".{out.name}.shards-progress"  # beside the run: resumable, never inside it
+    result = fit(model, data, train_cfg, nproc=nproc, work_dir=progress, show_progress=show_progress)
+    if not is_main_process():
+        return TrainedRun(model=model, meta={}, result=result, test={}, valid={})
     valid = evaluate_split(model, data, "valid")
     test = evaluate_split(model, data, "test")
-    with staged_dir(Path(out), force=force) as stage:
-        meta = _save(stage, model, data, model_cfg, train_cfg, result, valid, test, prepared, extra, rebuildable)
+    record: dict[str, Any] = {"data_spec": _spec_record(prepared.spec)} if rebuildable else {}
+    with staged_dir(out, force=force) as stage:
+        meta = save_checkpoint(
+            stage, model, data, model_config=model_cfg, train_config=train_cfg,
+            metrics={"valid": valid, "test": test, "best_epoch": result.best_epoch,
+                     "epochs_run": result.epochs_run, "train_seconds": result.seconds},
+            extra={**(extra or {}), **record, "history": result.history, "content_warnings": prepared.warnings,
+                   **_parallel_record(model, result, nproc)})
+    if model_name == "sharded":
+        import shutil
+
+        shutil.rmtree(progress, ignore_errors=True)  # the checkpoint holds the shards now
     return TrainedRun(model=model, meta=meta, result=result, test=test, valid=valid)
 
 
-def _save(out: Path, model: Any, data: InteractionData, model_cfg: Any, train_cfg: TrainConfig,
-          result: TrainResult, valid: dict[str, float], test: dict[str, float],
-          prepared: PreparedData, extra: dict[str, Any] | None, rebuildable: bool) -> dict[str, Any]:
-    record: dict[str, Any] = {"data_spec": _spec_record(prepared.spec)} if rebuildable else {}
-    return save_checkpoint(
-        out, model, data, model_config=model_cfg, train_config=train_cfg,
-        metrics={"valid": valid, "test": test, "best_epoch": result.best_epoch,
-                 "epochs_run": result.epochs_run, "train_seconds": result.seconds},
-        extra={**(extra or {}), **record, "history": result.history, "content_warnings": prepared.warnings},
-    )
+def _parallel_record(model: Any, result: TrainResult, nproc: int) -> dict[str, Any]:
+    """How the run was trained when not by one plain process (sharded, data-parallel)."""
+    out: dict[str, Any] = {}
+    if hasattr(model, "describe") and getattr(model, "name", "") == "sharded":
+        out["sharded"] = model.describe()
+    world = getattr(result, "world", 1)
+    if world > 1 or nproc > 1:
+        out["distributed"] = {"nproc": nproc, "world": world, "backend": getattr(result, "backend", None),
+                              "batch_mode": getattr(result, "batch_mode", None),
+                              "rank_hashes_equal": len(set(getattr(result, "rank_hashes", []) or [""])) == 1}
+    return out
 
 
 def _spec_record(spec: DataSpec) -> dict[str, Any]:

@@ -118,3 +118,20 @@ def test_load_group_returns_the_grids_own_models_and_never_trains(tmp_path):
             (folder / "meta.json").unlink()
     with pytest.raises(InputError, match="no cached Retrain .seed 1000."):
         load_group(out, "synthetic", "lightgcn", "interaction", 0)
+
+
+def test_sharded_exact_methods_run_in_the_grid_beside_retrain(tmp_path):
+    """sisa / receraser cells: the grid trains one sharded original per method and unlearns from it."""
+    out = tmp_path / "res"
+    cfg = tiny_config(methods=["sisa", "receraser"], mia=False, user_attack=False,
+                      method_sets=["sisa.shards=2", "receraser.shards=2"])
+    run_grid(cfg, out, show_progress=False)
+    cells = {m: json.loads((out / f"cells/synthetic/lightgcn/user/s0/{m}.json").read_text())
+             for m in ("sisa", "receraser")}
+    for m, cell in cells.items():
+        log = cell["log"]
+        assert log["method"] == m and log["shards"] == 2 and log["retrained_shards"]
+        assert log["sharded_original"]["partition"] == {"sisa": "random", "receraser": "user"}[m]
+        assert cell["row"]["seconds"] > 0 and "gap" in cell["row"] and "exact" in cell["selection"]["rule"]
+    assert len(list((out / "models").rglob("sharded-*/meta.json"))) == 2
+    assert "sisa" in (out / "results.md").read_text()

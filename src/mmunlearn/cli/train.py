@@ -42,14 +42,25 @@ from mmunlearn.train.trainer import TrainConfig
 @click.option("--set", "sets", multiple=True, help="model config override key=value (e.g. n_layers=2)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--force", is_flag=True, help="replace an existing run at --out (written beside it, then swapped in)")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="local processes (torch.distributed: gloo on CPU, NCCL on CUDA); data-parallel, or with "
+                   "--shards the shards in parallel")
+@click.option("--shards", type=click.IntRange(min=0), default=0, show_default=True,
+              help="train a sharded model of K backbones for exact unlearning (sisa / receraser); 0 = one model")
+@click.option("--partition", type=click.Choice(["random", "user", "item"]), default="random", show_default=True,
+              help="with --shards: random user shards (SISA) or RecEraser's balanced user / item partition")
+@click.option("--aggregator", type=click.Choice(["auto", "mean", "attention"]), default="auto", show_default=True,
+              help="with --shards: mean of shard scores (SISA) or attention (RecEraser); auto: mean for random")
 def train(dataset, model_name, out, config_file, epochs, batch_size, lr, min_epochs, patience, seed, device,
-          threads, feature_seed, sets, quiet, force) -> None:
+          threads, feature_seed, sets, quiet, force, nproc, shards, partition, aggregator) -> None:
     """Train a backbone with early stopping on valid Recall@20; evaluate test once at the best epoch."""
     file_cfg = load_config_file(config_file)
     where = str(config_file)
     model_name = model_name or file_cfg.get("model", {}).get("name") or "lightgcn"
     if model_name not in MODELS:
         raise InputError(f"unknown model {model_name!r}; available: {sorted(MODELS)}")
+    if model_name == "sharded":
+        raise InputError("--model sharded: give the backbone and --shards K instead (e.g. --model lightgcn --shards 4)")
     model_file = {k: v for k, v in file_cfg.get("model", {}).items() if k != "name"}
     mcfg = model_config(model_name, (where, model_file), ("--set", parse_sets(sets)))
     model_defaults = {"lr": MODELS[model_name][0].recommended_lr}
@@ -66,9 +77,19 @@ def train(dataset, model_name, out, config_file, epochs, batch_size, lr, min_epo
     click.echo(f"dataset {prepared.data.name}: {prepared.data.n_users} users, {prepared.data.n_items} items")
     for line in provenance_lines(prepared.data):
         click.echo(line)
-    run = train_and_save(prepared, model_name, mcfg, tcfg, out, show_progress=not quiet, force=force)
-    click.echo(f"best valid epoch {run.result.best_epoch} of {run.result.epochs_run} "
-               f"({run.result.seconds:.1f} s)")
+    if shards:
+        from mmunlearn.models.sharded import sharded_config
+
+        model_name, mcfg = "sharded", sharded_config(model_name, mcfg, shards, partition, aggregator, tcfg.seed)
+        click.echo(f"sharded: {shards} {mcfg.backbone} shards, {partition} partition, {mcfg.aggregator} aggregator")
+    run = train_and_save(prepared, model_name, mcfg, tcfg, out, show_progress=not quiet, force=force, nproc=nproc)
+    if not run.meta:  # a torchrun rank other than 0: rank 0 reports and saves
+        return
+    if shards:
+        click.echo(f"trained {shards} shards and the aggregator ({run.result.seconds:.1f} s)")
+    else:
+        click.echo(f"best valid epoch {run.result.best_epoch} of {run.result.epochs_run} "
+                   f"({run.result.seconds:.1f} s)")
     click.echo(f"valid  {metrics_line(run.valid)}")
     click.echo(f"test   {metrics_line(run.test)}")
     click.echo(f"saved  {out}")

@@ -35,3 +35,13 @@ def build_model(name: str, data: InteractionData, config: Any | None = None) -> 
         raise InputError(f"unknown model {name!r}; available: {sorted(MODELS)}")
     model_cls, config_cls = MODELS[name]
     return model_cls(data, config if config is not None else config_cls())
+
+
+def _register_sharded() -> None:
+    """The sharded wrapper (SISA / RecEraser) is a model like any other, so checkpoints load the same way."""
+    from mmunlearn.models.sharded import ShardedConfig, ShardedRecommender
+
+    register("sharded", ShardedRecommender, ShardedConfig)
+
+
+_register_sharded()

@@ -2,7 +2,7 @@
 
 Every module of this package is imported here, and each method module registers itself
 (``register_method``): a new method is one file in this folder, nothing else to edit. The built-in
-methods: ``retrain``, ``rebuild``, ``rebuild-reset``, ``finetune``, ``neggrad``, ``mmrecun``, the influence-function baselines ``ifru`` and ``scif``, ``tru`` and
+methods: ``retrain``, ``rebuild``, ``rebuild-reset``, ``finetune``, ``neggrad``, ``mmrecun``, the sharded exact methods ``sisa`` and ``receraser``, the influence-function baselines ``ifru`` and ``scif``, ``tru`` and
 its ablations; ``mmunlearn methods`` lists what is registered.
 """
 

@@ -19,6 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,9 @@ class UnlearnContext:
     seed: int = 0
     device: str = "cpu"
     show_progress: bool = False
+    #: a folder the method may keep resumable progress in (the runner: the child folder's ``.progress``,
+    #: removed once the child is saved); ``None``: no resume
+    work_dir: Path | None = None
 
     @property
     def retain(self):

@@ -1,6 +1,7 @@
 """Retrain: the gold standard. A fresh model trained from scratch on the retain data with the original's
 model config, training config and early stopping on valid (never test). The reference every approximate
-method is judged against, and the cost they must beat."""
+method is judged against, and the cost they must beat. ``nproc > 1`` trains on several processes
+(``train.distributed``); on a sharded checkpoint Retrain retrains every shard and the aggregator."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import torch
 from mmunlearn.config import option
 from mmunlearn.models.base import Recommender
 from mmunlearn.models.registry import build_model
-from mmunlearn.train.trainer import seed_everything, train
+from mmunlearn.train.launch import fit
+from mmunlearn.train.trainer import seed_everything
 from mmunlearn.unlearn.base import UnlearnContext, UnlearnMethod, register_method
 
 
 @dataclass(frozen=True)
 class RetrainConfig:
     max_epochs: int = option(0, "cap on epochs (0 = the original's training config, unchanged)", ge=0)
+    nproc: int = option(1, "processes: data-parallel training on torch.distributed (a sharded model: its "
+                           "shards in parallel)", ge=1)
 
 
 class Retrain(UnlearnMethod):
@@ -32,7 +36,8 @@ class Retrain(UnlearnMethod):
             cfg = replace(cfg, epochs=min(cfg.epochs, self.config.max_epochs))
         seed_everything(ctx.seed)
         model = build_model(ctx.model_name, ctx.retain, ctx.model_config)
-        result = train(model, ctx.retain, cfg, show_progress=ctx.show_progress)
+        result = fit(model, ctx.retain, cfg, nproc=self.config.nproc, work_dir=ctx.work_dir,
+                     show_progress=ctx.show_progress)
         return model, {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                        "best_valid": result.best_valid, "train_seconds": result.seconds,
                        "seed": ctx.seed}

@@ -42,6 +42,12 @@ from mmunlearn.workflow.request import run_method
 PAUSE_ENV = "MMUNLEARN_UNLEARN_PAUSE"
 
 
+def progress_dir(out: Path) -> Path:
+    """Where a method keeps resumable progress for the child ``out`` (sharded methods: per-shard markers):
+    beside the child, since the child folder itself is only swapped in once complete."""
+    return out.parent / f".{out.name}.progress"
+
+
 @dataclass
 class UnlearnReport:
     child: Path
@@ -112,7 +118,7 @@ def _unlearn_locked(run_dir: Path, parent: Checkpoint, request: ForgetRequest, a
         else TrainConfig()
     ctx = UnlearnContext(original=parent.model, applied=applied, model_name=meta["model"],
                          model_config=parent.model.config, train_config=tcfg, seed=seed, device=device,
-                         show_progress=show_progress)
+                         show_progress=show_progress, work_dir=progress_dir(out))
     pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
     print(f"unlearning: {method} on {applied.counts()['forget_pairs']} deleted pairs", flush=True)
     if pause > 0:
@@ -141,7 +147,12 @@ def _unlearn_locked(run_dir: Path, parent: Checkpoint, request: ForgetRequest, a
                                   seed=seed, parent_path=run_dir, parent_hash=parent.hash, child_path=out,
                                   child_hash=child_meta["weights_sha256"], seconds=result.seconds,
                                   metrics=metrics, forced=forced, overwrote=overwrote)
+        if "retrained_shards" in result.log:  # sharded exact methods: which shards the deletion retrained
+            entry["shards"] = {k: result.log.get(k) for k in ("shards", "partition", "retrained_shards",
+                                                              "resumed_shards", "untouched_shards", "shard_seconds",
+                                                              "shard_seconds_total", "aggregator_seconds")}
         entry = _swap_in_and_record(stage, out, run_dir, entry)
+        shutil.rmtree(progress_dir(out), ignore_errors=True)  # the child and its ledger line exist now
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

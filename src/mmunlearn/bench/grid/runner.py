@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from mmunlearn.errors import InputError
 from mmunlearn.io import atomic_write_json
 from mmunlearn.runtime import resolve_device
 
+#: the partition a sharded exact method's grid model uses unless its ``partition`` is set
+METHOD_PARTITION = {"sisa": "random", "receraser": "user"}
 #: test hook: seconds to sleep after writing each cell (lets a test kill the grid mid-way)
 SLOW_CELL_ENV = "MMUNLEARN_BENCH_SLOW_CELL"
 
@@ -134,6 +136,7 @@ class GroupRunner:
         self.cfg, self.out, self.device, self.echo = cfg, out, device, echo
         self._data: dict[tuple[str, str], GridData] = {}
         self._originals: dict[tuple[str, str, int], tuple[Any, dict[str, Any]]] = {}
+        self._sharded: dict[tuple, tuple[Any, dict[str, Any]]] = {}
 
     # ----- configs ------------------------------------------------------------------------------------
     def model_config(self, backbone: str) -> Any:
@@ -199,6 +202,42 @@ class GroupRunner:
                       f"({res.seconds:.0f} s)")
         self._originals[key] = (model, meta)
         return model, meta
+
+    def sharded_original(self, ctx: Any, method: str, cfg: Any, tag: str) -> tuple[Any, dict[str, Any]]:
+        """The sharded model a sharded exact method unlearns from: trained once per (original data,
+        backbone, seed, method, K, partition) on the group's data, saved beside the original."""
+        from mmunlearn.checkpoint import load_checkpoint, read_meta, save_checkpoint
+        from mmunlearn.evaluate.ranking import evaluate_split
+        from mmunlearn.models.registry import build_model
+        from mmunlearn.models.sharded import sharded_config
+        from mmunlearn.train.launch import fit
+        from mmunlearn.train.trainer import seed_everything
+
+        data = ctx.applied.original
+        partition = cfg.partition or METHOD_PARTITION.get(method, "random")
+        key = ("sharded", data.fingerprint(), ctx.model_name, ctx.seed, method, cfg.shards, partition)
+        if key in self._sharded:
+            return self._sharded[key]
+        folder = (self.models_dir(data.name, ctx.model_name)
+                  / f"sharded-{method}-k{cfg.shards}-{partition}-s{ctx.seed}-{data.fingerprint()[:8]}")
+        if (folder / "meta.json").is_file():
+            model, meta = load_checkpoint(folder, data, device=self.device).model, read_meta(folder)
+        else:
+            scfg = sharded_config(ctx.model_name, ctx.model_config, cfg.shards, partition, "auto", ctx.seed)
+            seed_everything(ctx.seed)
+            model = build_model("sharded", data, scfg)
+            res = fit(model, data, ctx.train_config, nproc=cfg.nproc, work_dir=folder.parent / f".{folder.name}",
+                      show_progress=False)
+            test = evaluate_split(model, data, "test")
+            meta = save_checkpoint(folder, model, data, model_config=scfg, train_config=ctx.train_config,
+                                   metrics={"test": test, "train_seconds": res.seconds},
+                                   extra={"history": res.history, "sharded": model.describe()})
+            self.echo(f"{tag}: trained the {method} model ({cfg.shards} {partition} shards): test R@20 "
+                      f"{test['recall@20']:.4f} N@20 {test['ndcg@20']:.4f} ({res.seconds:.0f} s)")
+        info = {"path": str(folder), "train_seconds": meta.get("metrics", {}).get("train_seconds"),
+                "test": meta.get("metrics", {}).get("test"), "shards": cfg.shards, "partition": partition}
+        self._sharded[key] = (model, info)
+        return model, info
 
     def original_dir(self, dataset: str, backbone: str, seed: int) -> Path:
         return self.models_dir(dataset, backbone) / f"original-s{seed}"
@@ -302,10 +341,20 @@ class GroupRunner:
         per group and shared by every method (kept in ``shared``); the chosen configuration's own run from
         the selection is the cell's run (its ``seconds`` are the unlearning call alone).
         """
+        from mmunlearn.unlearn.base import METHODS, build_method, method_config
         from mmunlearn.workflow.request import run_method
         from mmunlearn.workflow.selection import Selector
 
         fixed = parse_sets(self.cfg.method_sets, "method_sets").get(name)
+        if getattr(METHODS[name].cls, "needs_sharded_original", False):  # sisa, receraser: exact, no selection
+            cfg = method_config(name, ("grid method_sets", fixed or {}))
+            bar.describe(f"{tag}: {name} (sharded original)")
+            sharded, info = self.sharded_original(ctx, name, cfg, tag)
+            bar.describe(f"{tag}: {name}")
+            res = build_method(name, cfg).run(replace(ctx, original=sharded, model_name="sharded",
+                                                      model_config=sharded.config))
+            return res.model, res.seconds, {**res.log, "sharded_original": info}, \
+                {"rule": "exact method: fixed config (no selection)", "selection_seconds": 0.0}
         selector = None
         if self.cfg.select:
             if "selector" not in shared:
