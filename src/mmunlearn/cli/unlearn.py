@@ -17,6 +17,19 @@ def forget_group() -> None:
     """Forget requests: sample one by regime, or inspect one."""
 
 
+def _source_data(dataset: str | None, run_dir: Path | None):
+    """The data a request is sampled from: a named dataset, or a run's (e.g. an unlearned child's)."""
+    if (dataset is None) == (run_dir is None):
+        raise InputError("give exactly one of --dataset or --checkpoint")
+    if run_dir is not None:
+        from mmunlearn.workflow.runner import load_run
+
+        return load_run(run_dir).data
+    from mmunlearn.data.registry import load_dataset
+
+    return load_dataset(dataset)
+
+
 @forget_group.command("sample")
 @click.option("--dataset", default=None, help="baby (embedded), synthetic, movielens-100k, or a folder/.inter path")
 @click.option("--checkpoint", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -29,16 +42,7 @@ def forget_group() -> None:
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="request JSON")
 def forget_sample(dataset, run_dir, regime, ratio, seed, selection, out) -> None:
     """Sample a seeded forget request and write it as JSON (with its content hash)."""
-    if (dataset is None) == (run_dir is None):
-        raise InputError("give exactly one of --dataset or --checkpoint")
-    if run_dir is not None:
-        from mmunlearn.workflow.runner import load_run
-
-        data = load_run(run_dir).data
-    else:
-        from mmunlearn.data.registry import load_dataset
-
-        data = load_dataset(dataset)
+    data = _source_data(dataset, run_dir)
     req = sample_request(data, regime, ratio=ratio, seed=seed, selection=selection)
     save_request(out, req)
     click.echo(f"{req.describe()} from {data.name}")
@@ -64,16 +68,7 @@ def forget_sequence(dataset, run_dir, regime, n, ratio, seed, selection, out) ->
     from mmunlearn.data.requests import sample_sequence
     from mmunlearn.io import atomic_write_text
 
-    if (dataset is None) == (run_dir is None):
-        raise InputError("give exactly one of --dataset or --checkpoint")
-    if run_dir is not None:
-        from mmunlearn.workflow.runner import load_run
-
-        data = load_run(run_dir).data
-    else:
-        from mmunlearn.data.registry import load_dataset
-
-        data = load_dataset(dataset)
+    data = _source_data(dataset, run_dir)
     reqs = sample_sequence(data, regime, n, ratio=ratio, seed=seed, selection=selection)
     out = Path(out)
     if out.suffix == ".jsonl":

@@ -40,7 +40,13 @@ from mmunlearn.data.interactions import InteractionData
 from mmunlearn.errors import InputError
 from mmunlearn.models.base import Recommender
 from mmunlearn.train.sampling import bpr_batches
-from mmunlearn.train.trainer import TrainConfig, TrainResult, _BestState, configure_runtime, make_optimizer
+from mmunlearn.train.trainer import (
+    TrainConfig,
+    TrainResult,
+    ValidSelection,
+    configure_runtime,
+    make_optimizer,
+)
 
 BATCH_MODES = ("split", "stack")
 
@@ -144,7 +150,6 @@ def train_rank(model: Recommender, data: InteractionData, cfg: TrainConfig, *, b
                show_progress: bool = False) -> DistributedResult:
     """The training loop of one rank of an initialised process group; on rank 0 the model ends at its
     best-valid state (other ranks end at the last epoch's state, identical to rank 0's)."""
-    from mmunlearn.evaluate.ranking import evaluate_split
     from mmunlearn.progress import progress_bar
 
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -158,10 +163,7 @@ def train_rank(model: Recommender, data: InteractionData, cfg: TrainConfig, *, b
     optimizer = make_optimizer(model, cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     main = rank == 0
-    best_state = _BestState() if main else None
-    if best_state is not None:
-        best_state.save(model)
-    best_score, best_epoch, best_valid, since_best = -np.inf, 0, {}, 0
+    selection = ValidSelection(model) if main else None
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     epoch = 0
@@ -186,19 +188,12 @@ def train_rank(model: Recommender, data: InteractionData, cfg: TrainConfig, *, b
             loss_sum = torch.tensor([total], device=device)
             dist.all_reduce(loss_sum)
             record = {"epoch": epoch, "loss": float(loss_sum) / max(n, 1), "train_seconds": time.perf_counter() - t0}
-            if main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-                valid = evaluate_split(model, data, "valid", ks=(10, 20, 50))
-                score = valid[cfg.valid_metric]
-                record["valid_" + cfg.valid_metric] = score
-                if score > best_score:
-                    best_score, best_epoch, best_valid, since_best = score, epoch, valid, 0
-                    best_state.save(model)
-                else:
-                    since_best += 1
+            if selection is not None:
+                selection.observe(model, data, cfg, epoch, record)
             history.append(record)
-            bar.update(1, loss=f"{record['loss']:.4f}", best=f"{best_score:.4f}@{best_epoch}")
-            if main:
-                stop.fill_(float(epoch >= cfg.min_epochs and since_best >= cfg.patience))
+            bar.update(1, loss=f"{record['loss']:.4f}", best=selection.describe() if selection else "")
+            if selection is not None:
+                stop.fill_(float(selection.should_stop(epoch, cfg)))
             dist.broadcast(stop, 0)
             if bool(stop.item()):
                 break
@@ -206,8 +201,9 @@ def train_rank(model: Recommender, data: InteractionData, cfg: TrainConfig, *, b
     own = params_hash(model)
     hashes: list[Any] = [None] * world
     dist.all_gather_object(hashes, own)
-    if best_state is not None:
-        best_state.restore(model)
+    if selection is not None:
+        selection.state.restore(model)
+    best_epoch, best_valid = (selection.best_epoch, selection.best_valid) if selection else (0, {})
     return DistributedResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=epoch,
                              seconds=time.perf_counter() - start, history=history, world=world,
                              backend=backend_of_group(), rank_hashes=[str(h) for h in hashes],

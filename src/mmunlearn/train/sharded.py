@@ -113,6 +113,19 @@ def _install(model: ShardedRecommender, k: int, backbone: Recommender) -> None:
     model.shards[k] = backbone.to(device)
 
 
+def _adopt(model: Any, data: InteractionData, k: int, seed: int, work_dir: Path, done: dict[str, Any],
+           report: Any, into: list[int]) -> None:
+    """Install shard ``k``'s finished weights from its progress marker and record it in ``into``
+    (resumed from an earlier run, or trained by a worker process)."""
+    seed_everything(shard_seed(seed, k))
+    backbone = model.fresh_shard(data, k)
+    backbone.load_state_dict(load_file(str(_marker_paths(work_dir, k)[0]), device="cpu"))
+    _install(model, k, backbone)
+    into.append(k)
+    report.shard_seconds[k] = float(done["seconds"])
+    report.shard_best[k] = done.get("best_valid", {})
+
+
 def train_shards(model: ShardedRecommender, data: InteractionData, cfg: TrainConfig, shards: list[int], *,
                  seed: int, nproc: int = 1, work_dir: Path | None = None,
                  show_progress: bool = False) -> ShardReport:
@@ -129,13 +142,7 @@ def train_shards(model: ShardedRecommender, data: InteractionData, cfg: TrainCon
         if done is None:
             todo.append(k)
             continue
-        seed_everything(shard_seed(seed, k))
-        backbone = model.fresh_shard(data, k)
-        backbone.load_state_dict(load_file(str(_marker_paths(work_dir, k)[0]), device="cpu"))
-        _install(model, k, backbone)
-        report.resumed.append(k)
-        report.shard_seconds[k] = float(done["seconds"])
-        report.shard_best[k] = done.get("best_valid", {})
+        _adopt(model, data, k, seed, work_dir, done, report, report.resumed)
     try:
         if todo and nproc > 1:
             _train_parallel(model, data, cfg, todo, seed=seed, nproc=nproc, work_dir=work_dir)
@@ -143,13 +150,7 @@ def train_shards(model: ShardedRecommender, data: InteractionData, cfg: TrainCon
                 done = _finished(work_dir, _job_key(model, data, k, cfg, seed))
                 if done is None:
                     raise RuntimeError(f"shard worker left no finished shard {k} in {work_dir}")
-                seed_everything(shard_seed(seed, k))
-                backbone = model.fresh_shard(data, k)
-                backbone.load_state_dict(load_file(str(_marker_paths(work_dir, k)[0]), device="cpu"))
-                _install(model, k, backbone)
-                report.trained.append(k)
-                report.shard_seconds[k] = float(done["seconds"])
-                report.shard_best[k] = done.get("best_valid", {})
+                _adopt(model, data, k, seed, work_dir, done, report, report.trained)
         else:
             for k in todo:
                 backbone, info = train_one_shard(model, data, k, cfg, seed, work_dir, show_progress)

@@ -84,6 +84,39 @@ class _BestState:
         self._dir.cleanup()
 
 
+class ValidSelection:
+    """Model selection on valid: the best epoch so far, its weights (on disk) and the patience count.
+
+    One object serves the single-process and the data-parallel loop, so both select and stop by the
+    same rule; in the data-parallel loop only rank 0 holds one.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.best_score, self.best_epoch, self.best_valid, self.since_best = -np.inf, 0, {}, 0
+        self.state = _BestState()
+        self.state.save(model)
+
+    def observe(self, model: Recommender, data: InteractionData, cfg: TrainConfig, epoch: int,
+                record: dict[str, float]) -> None:
+        """Evaluate valid on the evaluation epochs, keep the best state; adds the score to ``record``."""
+        if not (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            return
+        valid = evaluate_split(model, data, "valid", ks=(10, 20, 50))
+        score = valid[cfg.valid_metric]
+        record["valid_" + cfg.valid_metric] = score
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.best_valid, self.since_best = score, epoch, valid, 0
+            self.state.save(model)
+        else:
+            self.since_best += 1
+
+    def should_stop(self, epoch: int, cfg: TrainConfig) -> bool:
+        return epoch >= cfg.min_epochs and self.since_best >= cfg.patience
+
+    def describe(self) -> str:
+        return f"{self.best_score:.4f}@{self.best_epoch}"
+
+
 def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, data: InteractionData,
                 batch_size: int, rng: np.random.Generator, device: torch.device) -> float:
     """One shuffled pass over the training pairs; returns the mean batch loss."""
@@ -113,11 +146,8 @@ def train(model: Recommender, data: InteractionData, cfg: TrainConfig, *, show_p
     rng = np.random.default_rng(cfg.seed)
     optimizer = make_optimizer(model, cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
-    best_score, best_epoch, best_valid = -np.inf, 0, {}
-    best_state = _BestState()
-    best_state.save(model)
+    selection = ValidSelection(model)
     history: list[dict[str, float]] = []
-    since_best = 0
     start = time.perf_counter()
     epoch = 0
     with progress_bar(total=cfg.epochs, desc=f"train {model.name}", enabled=show_progress) as bar:
@@ -126,22 +156,14 @@ def train(model: Recommender, data: InteractionData, cfg: TrainConfig, *, show_p
             loss = train_epoch(model, optimizer, data, cfg.batch_size, rng, device)
             scheduler.step()
             record = {"epoch": epoch, "loss": loss, "train_seconds": time.perf_counter() - t0}
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                valid = evaluate_split(model, data, "valid", ks=(10, 20, 50))
-                score = valid[cfg.valid_metric]
-                record["valid_" + cfg.valid_metric] = score
-                if score > best_score:
-                    best_score, best_epoch, best_valid, since_best = score, epoch, valid, 0
-                    best_state.save(model)
-                else:
-                    since_best += 1
+            selection.observe(model, data, cfg, epoch, record)
             history.append(record)
             if on_epoch is not None:
                 on_epoch(record)
-            bar.update(1, loss=f"{loss:.4f}", best=f"{best_score:.4f}@{best_epoch}")
-            if epoch >= cfg.min_epochs and since_best >= cfg.patience:
+            bar.update(1, loss=f"{loss:.4f}", best=selection.describe())
+            if selection.should_stop(epoch, cfg):
                 break
     optimizer.state.clear()  # Adam's moments (2× the weights) are freed before the best weights load
-    best_state.restore(model)
-    return TrainResult(best_epoch=best_epoch, best_valid=best_valid, epochs_run=epoch,
+    selection.state.restore(model)
+    return TrainResult(best_epoch=selection.best_epoch, best_valid=selection.best_valid, epochs_run=epoch,
                        seconds=time.perf_counter() - start, history=history)
