@@ -8,8 +8,9 @@ What it does (resumable: every stream, Retrain and evaluation is cached in ``--o
 
 1. samples N interaction requests in arrival order (``sample_sequence``: request k on the data left
    after requests 0..k-1) into ``out/requests/``;
-2. runs ``mmunlearn stream`` for every method, plain and with ``--reconcile-every`` (the library's
-   :func:`~mmunlearn.stream.run_stream`: real child checkpoints, ledger lines, drift per step), each
+2. runs ``mmunlearn stream`` for every method, plain, with ``--reconcile-every`` (for the methods of
+   ``--reconcile-methods``) and with ``--drift-budget`` (for ``--budget-methods``) — the library's
+   :func:`~mmunlearn.stream.run_stream`: real child checkpoints, ledger lines, drift per step — each
    from its own copy of the base checkpoint (``out/bases/``);
 3. trains the reference — Retrain from scratch on the retain data of all deletions up to step k (the
    base checkpoint's model and training config, the same seed) — at each ``--ref-steps`` step;
@@ -52,6 +53,12 @@ def main() -> None:
     parser.add_argument("--reconcile-every", type=int, default=5, help="0 = no reconciled variant")
     parser.add_argument("--ref-steps", default="2,5,10", help="steps (1-based) with a reference Retrain")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reconcile-methods", default=None,
+                        help="methods that also run with --reconcile-every (default: every method)")
+    parser.add_argument("--drift-budget", type=float, default=0.0,
+                        help="also run a 'budget' stream that reconciles when |drift| passes this (0 = none)")
+    parser.add_argument("--budget-methods", default=None,
+                        help="methods that also run with --drift-budget (default: every method)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -74,12 +81,18 @@ def main() -> None:
             save_request(req_dir / f"{k:03d}.json", r)
     req_paths = sorted(req_dir.glob("*.json"))
     methods = [m for m in args.methods.split(",") if m]
-    variants = [("plain", 0)] + ([("reconcile", args.reconcile_every)] if args.reconcile_every else [])
+    reconciled = set(methods if args.reconcile_methods is None else args.reconcile_methods.split(","))
+    budgeted = set(methods if args.budget_methods is None else args.budget_methods.split(","))
     ref_steps = [int(s) for s in args.ref_steps.split(",") if s]
 
     streams: dict[str, dict] = {}
     for m in methods:
-        for vname, every in variants:
+        variants = [("plain", StreamConfig(method=m, seed=args.seed))]
+        if args.reconcile_every and m in reconciled:
+            variants.append(("reconcile", StreamConfig(method=m, reconcile_every=args.reconcile_every, seed=args.seed)))
+        if args.drift_budget and m in budgeted:
+            variants.append(("budget", StreamConfig(method=m, drift_budget=args.drift_budget, seed=args.seed)))
+        for vname, scfg in variants:
             key = f"{m}-{vname}"
             t0 = time.perf_counter()
             # each stream starts from its own copy of the base: the ledger (rightly) refuses the same
@@ -88,8 +101,7 @@ def main() -> None:
             if not (start / "meta.json").is_file():
                 shutil.copytree(args.checkpoint, start, ignore=shutil.ignore_patterns("ledger.jsonl"),
                                 dirs_exist_ok=True)
-            state = run_stream(start, req_dir, out / "streams" / key,
-                               StreamConfig(method=m, reconcile_every=every, seed=args.seed),
+            state = run_stream(start, req_dir, out / "streams" / key, scfg,
                                echo=lambda s, key=key: print(f"[{key}] {s}", flush=True))
             streams[key] = state
             print(f"[{key}] done in {time.perf_counter() - t0:.0f} s (this call)", flush=True)
@@ -177,7 +189,7 @@ def _plot(path: Path, result: dict) -> None:
         by.setdefault(r["stream"], []).append((r["step"], r["gap"]))
     for name, pts in sorted(by.items()):
         pts.sort()
-        style = "--" if name.endswith("reconcile") else ("-" if "original" not in name else ":")
+        style = "--" if name.endswith(("reconcile", "budget")) else ("-" if "original" not in name else ":")
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=name)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.axhspan(-0.03, 0.03, color="grey", alpha=0.15, label="±0.03")

@@ -2,8 +2,20 @@
 
 import json
 
+import pytest
+from click.testing import CliRunner
+
 from mmunlearn.bench.grid import Cell
-from mmunlearn.bench.report import MIN_WILCOXON_PAIRS, best_rows, group_rows, wilcoxon_abs_gap, write_report
+from mmunlearn.bench.report import (
+    MIN_WILCOXON_PAIRS,
+    best_rows,
+    group_rows,
+    pooled_test,
+    wilcoxon_abs_gap,
+    write_report,
+)
+from mmunlearn.cli import main
+from mmunlearn.errors import InputError
 from mmunlearn.io import atomic_write_json
 
 
@@ -25,14 +37,14 @@ def _cell(regime, seed, method, **row):
                         "machine": "test-box", "train_config": {"epochs": 2}}}
 
 
-def _folder(tmp_path, regimes, seeds, gaps):
-    out = tmp_path / "res"
+def _folder(tmp_path, regimes, seeds, gaps, name="res"):
+    out = tmp_path / name
     cfg = {"datasets": ["synthetic"], "backbones": ["lightgcn"], "regimes": regimes, "seeds": seeds,
-           "methods": ["mmrecun", "tru"], "ratio": 0.05}
+           "methods": list(gaps), "ratio": 0.05}
     atomic_write_json(out / "grid.json", {"format": "mmunlearn.grid", "config": cfg, "hash": "f" * 64})
     for regime in regimes:
         for seed in seeds:
-            for method in ("mmrecun", "tru"):
+            for method in gaps:
                 g = gaps[method](regime, seed)
                 row = {"gap": g, "forget_pct_mean": 0.5 + g, "ndcg@20": 0.03 if method == "tru" else 0.02,
                        "seconds": 2.0 if method == "tru" else 1.0,
@@ -64,7 +76,7 @@ def test_report_marks_best_per_column_and_runs_wilcoxon_with_enough_pairs(tmp_pa
     assert not mmrecun[col["gap"]].strip().startswith("**")
     assert "±" in tru[col["gap"]]  # mean ± std over seeds
     assert "**" not in line["*Retrain*"]  # references are never marked
-    res = rep.wilcoxon["synthetic/lightgcn"]
+    res = rep.wilcoxon["mmrecun"]["synthetic/lightgcn"]
     assert res["status"] == "ok" and res["n"] == 6 and res["p_value"] < 0.05 and res["a_better"] == 6
     assert "W = " in md and "p = " in md
     csv = rep.csv.read_text().splitlines()
@@ -74,10 +86,34 @@ def test_report_marks_best_per_column_and_runs_wilcoxon_with_enough_pairs(tmp_pa
 def test_wilcoxon_needs_enough_pairs(tmp_path):
     out = _folder(tmp_path, ["user"], [0, 1], {"tru": lambda r, s: 0.01, "mmrecun": lambda r, s: 0.2})
     rep = write_report(out, plots=False)
-    assert rep.wilcoxon["synthetic/lightgcn"] == {"n": 2, "a": "tru", "b": "mmrecun", "status": "n too small"}
+    assert rep.wilcoxon["mmrecun"]["synthetic/lightgcn"] == {"n": 2, "a": "tru", "b": "mmrecun", "status": "n too small"}
     assert "n too small (n = 2" in rep.markdown.read_text()
     rows = [{"method": "tru", "dataset": "d", "backbone": "b", "regime": "user", "seed": 0, "gap": 0.1}]
     assert wilcoxon_abs_gap(rows)["status"] == "not run"
+
+
+def test_report_tests_tru_against_every_baseline_it_ran(tmp_path):
+    gaps = {"tru": lambda r, s: 0.01, "ifru": lambda r, s: -0.15 - 0.01 * s, "mmrecun": lambda r, s: -0.2}
+    out = _folder(tmp_path, ["user", "item", "interaction"], [0, 1], gaps)
+    rep = write_report(out, plots=False)
+    assert set(rep.wilcoxon) == {"mmrecun", "ifru"}  # scif was not run: no section for it
+    res = rep.wilcoxon["ifru"]["synthetic/lightgcn"]
+    assert (res["b"], res["status"], res["n"], res["a_better"]) == ("ifru", "ok", 6, 6)
+    assert "|gap| of TRU vs ifru" in rep.markdown.read_text()
+
+
+def test_pooled_test_joins_folders_and_refuses_a_cell_twice(tmp_path):
+    gaps = {"tru": lambda r, s: 0.01, "ifru": lambda r, s: -0.15 - 0.01 * s}
+    regimes = ["user", "item", "interaction"]
+    a = _folder(tmp_path, regimes, [0], gaps, name="a")
+    b = _folder(tmp_path, regimes, [1], gaps, name="b")
+    assert write_report(a, plots=False).wilcoxon["ifru"]["synthetic/lightgcn"]["status"] == "n too small"
+    res = pooled_test([a, b], "tru", "ifru")
+    assert (res["status"], res["n"], res["a_better"]) == ("ok", 6, 6)
+    with pytest.raises(InputError, match="is also in"):
+        pooled_test([a, a], "tru", "ifru")
+    cli = CliRunner().invoke(main, ["bench", "paired", str(a), str(b), "--b", "ifru"])
+    assert cli.exit_code == 0 and "n = 6" in cli.output and "tru closer in 6" in cli.output
 
 
 def test_best_rows_ties_and_rules():

@@ -5,8 +5,9 @@ seeds, the best value of each column in **bold** among the methods — closest t
 forgetting and membership columns (rank percentile, signed gap, KS, forget Recall@20, member rates),
 highest for utility, similarity and speed-up, lowest for seconds — and Retrain, its second seed (the
 noise floor) and the untouched original as reference rows. A paired Wilcoxon signed-rank test of
-|gap| TRU vs MMRecUn over (regime, seed) pairs is added where there are at least
-:data:`MIN_WILCOXON_PAIRS` pairs. Every table and plot states dataset, backbone, regime, ratio, each
+|gap| TRU vs each baseline of :data:`PAIRED_BASELINES` in the grid (MMRecUn, IFRU, SCIF) over
+(regime, seed) pairs is added where there are at least :data:`MIN_WILCOXON_PAIRS` pairs
+(:func:`pooled_test` pools several results folders). Every table and plot states dataset, backbone, regime, ratio, each
 modality's provenance, date and machine. No model is loaded: the plots read the stored histograms.
 """
 
@@ -28,6 +29,8 @@ from mmunlearn.bench.grid.schema import REF_PREFIX, dataset_key
 from mmunlearn.io import atomic_write_text
 
 MIN_WILCOXON_PAIRS = 5
+#: the approximate methods TRU is tested against, in this order, wherever both are in a grid
+PAIRED_BASELINES = ("mmrecun", "ifru", "scif")
 REF_LABELS = {"ref-retrain": "*Retrain*", "ref-retrain-noise": "*Retrain, 2nd seed (noise floor)*",
               "ref-original": "*Original (no unlearning)*"}
 REF_ORDER = ("ref-retrain", "ref-retrain-noise", "ref-original")
@@ -239,13 +242,53 @@ def wilcoxon_text(res: dict[str, Any], scope: str) -> str:
             f"{b} closer in {res['b_better']} pairs")
 
 
+def paired_tests(rows: Sequence[dict[str, Any]], cfg: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """TRU vs every baseline of :data:`PAIRED_BASELINES` the grid ran (MMRecUn always, so a grid without
+    it says "not run"), per (dataset, backbone) and, for a grid with several, over all of them."""
+    methods = set(cfg.get("methods", ()))
+    baselines = [b for b in PAIRED_BASELINES if b == "mmrecun" or b in methods]
+    tests: dict[str, dict[str, dict[str, Any]]] = {}
+    for b in baselines:
+        by_scope = tests.setdefault(b, {})
+        for dataset in cfg["datasets"]:
+            for backbone in cfg["backbones"]:
+                sub = [r for r in rows if r["dataset"] == dataset and r["backbone"] == backbone]
+                by_scope[f"{dataset}/{backbone}"] = wilcoxon_abs_gap(sub, "tru", b)
+        if len(cfg["datasets"]) * len(cfg["backbones"]) > 1:
+            by_scope["all"] = wilcoxon_abs_gap(rows, "tru", b)
+    return tests
+
+
+def pooled_test(folders: Sequence[Path], a: str = "tru", b: str = "mmrecun") -> dict[str, Any]:
+    """The paired test over the cells of several results folders (e.g. one grid per backbone).
+
+    A (dataset, backbone, regime, seed) pair found in two folders is refused: the same cell computed
+    twice (by different code or settings) must not be counted twice or silently replaced.
+    """
+    from mmunlearn.errors import InputError
+
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple, Path] = {}
+    for folder in folders:
+        for row in (flat_row(c) for c in read_cells(folder)):
+            if row["method"] not in (a, b):
+                continue
+            key = (row["method"], row["dataset"], row["backbone"], row["regime"], row["seed"])
+            if key in seen:
+                raise InputError(f"{folder}: cell {'/'.join(map(str, key))} is also in {seen[key]}; "
+                                 "pool folders that hold different cells")
+            seen[key] = Path(folder)
+            rows.append(row)
+    return wilcoxon_abs_gap(rows, a, b)
+
+
 # ----- the report --------------------------------------------------------------------------------------
 @dataclass
 class Report:
     csv: Path
     markdown: Path
     plots: list[Path]
-    wilcoxon: dict[str, dict[str, Any]]
+    wilcoxon: dict[str, dict[str, dict[str, Any]]]  # baseline → scope ("dataset/backbone", "all") → test
 
 
 def group_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]]:
@@ -329,19 +372,12 @@ def write_report(out: Path, *, plots: bool = True) -> Report:
                                 f"{dataset_key(dataset)}__{backbone}__{regime}", caption)
             plot_paths += paths
             md += [" ".join(f"![{p.stem}](plots/{p.name})" for p in paths), ""]
-    tests: dict[str, dict[str, Any]] = {}
-    md += ["## Paired Wilcoxon signed-rank test: |gap| of TRU vs MMRecUn", "",
-           f"Pairs are (regime, seed) cells with both methods; the test runs where n ≥ {MIN_WILCOXON_PAIRS}.", ""]
-    for dataset in cfg["datasets"]:
-        for backbone in cfg["backbones"]:
-            sub = [r for r in rows if r["dataset"] == dataset and r["backbone"] == backbone]
-            res = wilcoxon_abs_gap(sub)
-            tests[f"{dataset}/{backbone}"] = res
-            md.append(wilcoxon_text(res, f"{dataset} · {backbone}"))
-    if len(cfg["datasets"]) * len(cfg["backbones"]) > 1:
-        res = wilcoxon_abs_gap(rows)
-        tests["all"] = res
-        md.append(wilcoxon_text(res, "all datasets and backbones"))
+    tests = paired_tests(rows, cfg)
+    for baseline, by_scope in tests.items():
+        md += ["", f"## Paired Wilcoxon signed-rank test: |gap| of TRU vs {baseline}", "",
+               f"Pairs are (regime, seed) cells with both methods; the test runs where n ≥ {MIN_WILCOXON_PAIRS}.", ""]
+        md += [wilcoxon_text(res, scope.replace("/", " · ") if scope != "all" else "all datasets and backbones")
+               for scope, res in by_scope.items()]
     md_path = out / "results.md"
     atomic_write_text(md_path, "\n".join(md) + "\n")
     return Report(csv=csv_path, markdown=md_path, plots=plot_paths, wilcoxon=tests)

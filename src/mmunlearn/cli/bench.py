@@ -100,9 +100,24 @@ def report(results_dir, no_plots) -> None:
 
     rep = write_report(results_dir, plots=not no_plots)
     click.echo(f"wrote {rep.csv}, {rep.markdown} and {len(rep.plots)} plot(s)")
-    for scope, res in rep.wilcoxon.items():
-        click.echo(f"wilcoxon |gap| tru vs mmrecun, {scope}: " + (
-            f"n={res['n']}, p={res['p_value']:.3g}" if res["status"] == "ok" else f"{res['status']} (n={res['n']})"))
+    for baseline, by_scope in rep.wilcoxon.items():
+        for scope, res in by_scope.items():
+            click.echo(f"wilcoxon |gap| tru vs {baseline}, {scope}: " + (
+                f"n={res['n']}, p={res['p_value']:.3g}" if res["status"] == "ok" else f"{res['status']} (n={res['n']})"))
+
+
+@bench.command()
+@click.argument("results_dirs", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--a", "method_a", default="tru", show_default=True, help="the method under test")
+@click.option("--b", "method_b", default="mmrecun", show_default=True, help="the baseline")
+def paired(results_dirs, method_a, method_b) -> None:
+    """Paired Wilcoxon test of |gap to Retrain|, A vs B, over the cells of several RESULTS_DIRS pooled
+    (e.g. the LightGCN and the MGCN grid); a cell present in two folders is refused."""
+    from mmunlearn.bench.report import pooled_test, wilcoxon_text
+
+    res = pooled_test(results_dirs, method_a, method_b)
+    click.echo(wilcoxon_text(res, ", ".join(str(d) for d in results_dirs)).removeprefix("- "))
 
 
 @bench.command()
