@@ -94,3 +94,22 @@ def test_rank_metrics_do_not_depend_on_the_user_batch():
     assert user_batch_size(7_050) == 594 and user_batch_size(23_033) * 23_033 <= 2 ** 22
     assert user_batch_size(100) == 4096
     assert user_batch_size(10 ** 9) == 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 12))
+def test_user_ndcg_averages_to_the_reported_ndcg(seed, k):
+    from mmunlearn.evaluate.ranking import user_ndcg
+
+    gen = torch.Generator().manual_seed(seed)
+    u, i = torch.randn(25, 4, generator=gen), torch.randn(15, 4, generator=gen)
+    targets = sp.random(25, 15, density=0.15, random_state=seed, format="csr")
+    mask = sp.random(25, 15, density=0.2, random_state=seed + 1, format="csr")
+    mask.data[:] = 1.0
+    users = np.arange(0, 25, 2)
+    evaluated, values = user_ndcg(u, i, targets, mask, k=k, users=users)
+    whole = rank_metrics(u, i, targets, mask, ks=(k,), users=users)
+    assert set(evaluated) <= set(users) and np.all(np.diff(targets.indptr)[evaluated] > 0)
+    assert np.all((values >= 0) & (values <= 1 + 1e-12))
+    if len(evaluated):
+        assert values.mean() == pytest.approx(whole[f"ndcg@{k}"])

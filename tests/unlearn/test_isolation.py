@@ -49,6 +49,21 @@ def test_interaction_updates_only_rows_of_the_deleted_pairs(trained, small_data)
     assert free.log["isolation"]["rows"] == {}
 
 
+def test_pair_rows_user_leaves_every_item_row_of_an_interaction_request_alone(trained, small_data):
+    # a deleted interaction costs its item one of many likers: with pair_rows = "user" only the users'
+    # rows carry the push and every row of an item that keeps some history comes back bit-identical
+    ctx = make_ctx(trained, small_data, "interaction", ratio=0.05)
+    both = build_method("tru", tol=0.0, epochs=2).run(ctx)
+    users_only = build_method("tru", tol=0.0, epochs=2, pair_rows="user", repair_epochs=0.0).run(ctx)  # the repair is never isolated
+    kept = np.setdiff1d(np.arange(small_data.n_items), ctx.applied.deleted_items)  # a fully deleted item
+    # is an item-kind pair's: its row is pushed (and re-initialised) under either setting
+    assert not torch.equal(both.model.item_emb[kept], ctx.original.item_emb[kept])
+    assert torch.equal(users_only.model.item_emb[kept], ctx.original.item_emb[kept])
+    users = np.unique(ctx.applied.forget_pairs[:, 0])
+    assert bool((users_only.model.user_emb[users] != ctx.original.user_emb[users]).any())
+    assert users_only.log["steps"] > 0
+
+
 def test_touched_rows_with_neighbours(small_data):
     users, items = touched_rows(np.array([0]), np.array([], dtype=np.int64), small_data.train, hops=0)
     assert list(users) == [0] and len(items) == 0

@@ -73,21 +73,15 @@ def metrics_from_hits(hits: np.ndarray, n_targets: np.ndarray, ks: Sequence[int]
     return out
 
 
-def rank_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, targets: sp.csr_matrix,
-                 mask: sp.csr_matrix | None, ks: Sequence[int] = DEFAULT_KS,
-                 users: np.ndarray | None = None, batch_size: int | None = None) -> dict[str, float]:
-    """Full-ranking metrics of ``targets`` (one CSR row per user) with ``mask`` items excluded.
-
-    ``users`` restricts evaluation (e.g. to users outside a deletion request); users without targets
-    are skipped, as in MMRec.
-    """
+def _hits(user_emb: torch.Tensor, item_emb: torch.Tensor, targets: sp.csr_matrix, mask: sp.csr_matrix | None,
+          max_k: int, users: np.ndarray | None, batch_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluated users (those with targets, within ``users``) and their top-``max_k`` hit matrix."""
     n_targets_all = np.diff(targets.indptr)
     candidates = np.flatnonzero(n_targets_all > 0)
     if users is not None:
         candidates = np.intersect1d(candidates, users)
     if len(candidates) == 0:
-        return {f"{m}@{k}": float("nan") for m in METRICS for k in ks}
-    max_k = max(ks)
+        return candidates, np.zeros((0, max_k))
     k_avail = min(max_k, targets.shape[1])  # tiny catalogues: ranks past n_items are misses
     batch_size = batch_size or user_batch_size(targets.shape[1])
     hit_rows = []
@@ -99,10 +93,33 @@ def rank_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, targets: sp.csr
         dense[np.repeat(np.arange(len(batch)), np.diff(sub.indptr)), sub.indices] = True
         hit_rows.append(np.take_along_axis(dense, top, axis=1))
     hits = np.concatenate(hit_rows).astype(np.float64)
-    hits = np.pad(hits, ((0, 0), (0, max_k - k_avail)))
-    out = metrics_from_hits(hits, n_targets_all[candidates], ks)
+    return candidates, np.pad(hits, ((0, 0), (0, max_k - k_avail)))
+
+
+def rank_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, targets: sp.csr_matrix,
+                 mask: sp.csr_matrix | None, ks: Sequence[int] = DEFAULT_KS,
+                 users: np.ndarray | None = None, batch_size: int | None = None) -> dict[str, float]:
+    """Full-ranking metrics of ``targets`` (one CSR row per user) with ``mask`` items excluded.
+
+    ``users`` restricts evaluation (e.g. to users outside a deletion request); users without targets
+    are skipped, as in MMRec.
+    """
+    candidates, hits = _hits(user_emb, item_emb, targets, mask, max(ks), users, batch_size)
+    if len(candidates) == 0:
+        return {f"{m}@{k}": float("nan") for m in METRICS for k in ks}
+    out = metrics_from_hits(hits, np.diff(targets.indptr)[candidates], ks)
     out["n_users"] = float(len(candidates))
     return out
+
+
+def user_ndcg(user_emb: torch.Tensor, item_emb: torch.Tensor, targets: sp.csr_matrix, mask: sp.csr_matrix | None,
+              k: int = 20, users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(evaluated users, their NDCG@k): the per-user values whose mean :func:`rank_metrics` reports, for
+    studies that ask *which* users a change costs."""
+    candidates, hits = _hits(user_emb, item_emb, targets, mask, k, users, None)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)[np.minimum(np.diff(targets.indptr)[candidates], k) - 1]
+    return candidates, (hits * discounts).sum(1) / ideal
 
 
 def split_mask(train: sp.csr_matrix, *extra: sp.csr_matrix) -> sp.csr_matrix:

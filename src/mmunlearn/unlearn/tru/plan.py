@@ -117,7 +117,9 @@ def build_plan(model: Recommender, ctx: UnlearnContext, cfg: Any, rng: np.random
     del u_emb, i_emb, l_f
     sens = group_sensitivity(grads_f, grads_r, model.parameter_groups())
     forget_users = np.unique(tg.pairs[push & (tg.kind != KIND_ITEM), 0])
-    forget_items = np.unique(tg.pairs[push, 1])
+    # pair-kind pairs write their item's row only with pair_rows = "both" (item-kind pairs always do)
+    item_rows_from = push & ((tg.kind != KIND_PAIR) | (cfg.pair_rows == "both"))
+    forget_items = np.unique(tg.pairs[item_rows_from, 1])
     if cfg.isolation:
         pgroups = model.parameter_groups()
         row_groups = {g for g, members in pgroups.items() if members and all(n in tables for n in members)}
