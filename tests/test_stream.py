@@ -115,6 +115,57 @@ def test_stream_reconciles_when_drift_passes_the_budget(base, tmp_path):
         assert abs(s["approximate_drift"]) > 1e-9
 
 
+def test_a_sharded_stream_reconciles_by_retraining_only_the_touched_shards(tmp_path):
+    """Reconciling a sharded model retrains, from the last exact model, only the shards that the deletions
+    since it touched; every other shard is that exact model's, bit-identical (the approximate steps'
+    edits dropped). One user per request, so most shards stay untouched."""
+    import torch
+
+    from mmunlearn.data.partition import shards_touched
+    from mmunlearn.data.requests import ForgetRequest, save_request
+    from mmunlearn.models.registry import model_config
+    from mmunlearn.models.sharded import sharded_config
+    from mmunlearn.pipeline import load_data_and_model
+
+    base = tmp_path / "base"
+    backbone = model_config("lightgcn", ("t", {"dim": 8, "n_layers": 2}))
+    train_and_save(prepare_data(DataSpec(dataset="synthetic")), "sharded",
+                   sharded_config("lightgcn", backbone, 4, "random"),
+                   TrainConfig(epochs=2, min_epochs=1, threads=1, batch_size=512, lr=1e-2), base, show_progress=False)
+    ckpt = load_data_and_model(base)
+    users = [int(u) for u in np.flatnonzero(np.diff(ckpt.data.train.indptr) > 0)[:2]]
+    reqs = tmp_path / "seq"
+    for k, u in enumerate(users):
+        save_request(reqs / f"{k:03d}.json", ForgetRequest.explicit(users=[u]))
+    out = tmp_path / "stream"
+    res = CliRunner().invoke(main, ["stream", "--checkpoint", str(base), "--requests", str(reqs), "--method",
+                                    "rebuild-reset", "--reconcile-every", "2", "--out", str(out), "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    steps = _state(out)["steps"]
+    assert [s["method"] for s in steps] == ["rebuild-reset", "sisa"] and steps[1]["reconciled"]
+    child = Path(steps[1]["child"])
+    lineage = read_meta(child)["lineage"]
+    assert lineage["parent_path"] == str(base)  # from the last exact model, not the approximate parent
+    touched = set(shards_touched(apply_request(ckpt.data, ForgetRequest.explicit(users=users)).forget,
+                                 ckpt.model.assignment(), ckpt.model.axis))
+    log = read_meta(child)["unlearn"]["log"]
+    assert set(log["retrained_shards"]) == touched and len(touched) < 4
+    exact = load_data_and_model(child).model
+    for k in range(4):
+        same = all(torch.equal(a, b) for a, b in zip(exact.shards[k].state_dict().values(),
+                                                    ckpt.model.shards[k].state_dict().values(), strict=True))
+        assert same == (k not in touched), k
+    assert steps[1]["reconciled_pairs"] == steps[0]["forget_pairs"] + steps[1]["forget_pairs"]
+    assert steps[0]["forget_pairs"] > 0 and steps[1]["forget_pairs"] > 0
+    assert len(read_meta(child)["request"]["users"]) == 2  # the exact model lacks both requests' users
+
+
+def test_stream_refuses_reconciling_an_exact_method(base, tmp_path):
+    res = CliRunner().invoke(main, ["stream", "--checkpoint", str(base), "--requests", str(tmp_path), "--method",
+                                    "sisa", "--reconcile-every", "2", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 2 and "exact already" in res.output
+
+
 def test_stream_refuses_changed_settings_and_bad_input(base, tmp_path):
     reqs = _sequence(base, tmp_path / "seq", n=1)
     out = tmp_path / "stream"

@@ -12,8 +12,12 @@ step ``k + 1``. After every step the stream measures
   approximate parent, so their errors compound; a step's own proxy cannot see what later steps do to
   earlier deleted pairs, the drift does.
 
-Reconciliation is an exact Retrain on the retain data of all deletions so far (the ``retrain`` method
-applied to the step's request on its parent: the parent's data already lacks the earlier deletions).
+Reconciliation makes the model exact again for all deletions so far. For a single model it is a
+Retrain (the ``retrain`` method applied to the step's request on its parent: the parent's data already
+lacks the earlier deletions). For a sharded model (``mmunlearn train --shards K``) it is the sharded exact
+method of its aggregator (``sisa`` for mean, ``receraser`` for attention) applied to *every deletion since
+the last exact model* on that exact model: only the shards those deletions touched retrain, the others are
+the exact model's, bit-identical — the approximate steps' edits to them are dropped with the rest.
 ``reconcile_every = N`` retrains at steps N, 2N, … instead of running the approximate method;
 ``drift_budget = X`` runs the method and, when ``|drift| > X``, retrains that step as well (the
 approximate child stays on disk with its ledger line; the Retrain child becomes the next parent).
@@ -38,6 +42,8 @@ from mmunlearn.errors import InputError
 from mmunlearn.io import atomic_write_json
 
 STATE_FILE = "stream.json"
+#: methods that are exact by construction: a stream of them never drifts, so it is never reconciled
+EXACT_METHODS = ("retrain", "sisa", "receraser")
 STATE_FORMAT = "mmunlearn.stream"
 #: test hook: seconds to sleep after each recorded step (lets a test kill the stream between steps)
 STEP_PAUSE_ENV = "MMUNLEARN_STREAM_STEP_PAUSE"
@@ -58,8 +64,8 @@ class StreamConfig:
             raise InputError(f"--reconcile-every must be >= 0, got {self.reconcile_every}")
         if self.drift_budget < 0:
             raise InputError(f"--drift-budget must be >= 0, got {self.drift_budget}")
-        if self.method == "retrain" and (self.reconcile_every or self.drift_budget):
-            raise InputError("--method retrain is exact already: it needs no reconciliation")
+        if self.method in EXACT_METHODS and (self.reconcile_every or self.drift_budget):
+            raise InputError(f"--method {self.method} is exact already: it needs no reconciliation")
         return self
 
 
@@ -134,6 +140,43 @@ def _adopt_or_run(parent: Path, request_path: Path, method: str, child: Path, cf
     return dict(rep.metrics)
 
 
+def _merged_request(paths: list[Path]) -> ForgetRequest:
+    """The union of the requests at ``paths`` (keeps the first one's dataset record: the data it was drawn on)."""
+    merged = load_request(paths[0])
+    for p in paths[1:]:
+        merged = merged.merged_with(load_request(p))
+    return merged
+
+
+def exact_method(checkpoint: Path) -> str:
+    """The method that reconciles a stream on ``checkpoint``: the sharded exact one for a sharded model."""
+    from mmunlearn.checkpoint import read_meta
+
+    meta = read_meta(checkpoint)
+    if meta.get("model") != "sharded":
+        return "retrain"
+    return "sisa" if meta.get("model_config", {}).get("aggregator") == "mean" else "receraser"
+
+
+def _reconcile(state: dict[str, Any], k: int, req_path: Path, out: Path, cfg: StreamConfig, exact: str, *,
+               force: bool) -> tuple[Path, dict[str, Any]]:
+    """The exact child of step ``k`` and its metrics (see the module doc: Retrain, or the touched shards)."""
+    if exact == "retrain":
+        child = out / "steps" / f"{k:03d}-retrain"
+        return child, _adopt_or_run(Path(state["parent"]), req_path, "retrain", child, cfg, force=force)
+    merged = _merged_request([*(Path(p) for p in state["since_anchor"]), req_path])
+    merged_path = out / "requests" / f"reconcile-{k:03d}.json"
+    if not merged_path.is_file() or load_request(merged_path).hash != merged.hash:
+        save_request(merged_path, merged)
+    child = out / "steps" / f"{k:03d}-{exact}"
+    metrics = _adopt_or_run(Path(state["anchor"]), merged_path, exact, child, cfg, force=force)
+    earlier = state["steps"][len(state["steps"]) - len(state["since_anchor"]):]
+    if metrics.get("forget_pairs") is not None:  # the step's own pairs, as for every other step
+        metrics["reconciled_pairs"] = metrics["forget_pairs"]
+        metrics["forget_pairs"] -= sum(int(s["forget_pairs"]) for s in earlier)
+    return child, metrics
+
+
 def measure_drift(model_dir: Path, anchor: Path, since_anchor: list[Path], seed: int,
                   device: str = "cpu") -> float:
     """Proxy gap of ``model_dir`` on every deletion since the exact model ``anchor`` (see module doc)."""
@@ -145,9 +188,7 @@ def measure_drift(model_dir: Path, anchor: Path, since_anchor: list[Path], seed:
     if not since_anchor:
         return 0.0
     exact = load_run(anchor, device=device)
-    merged = load_request(since_anchor[0])
-    for p in since_anchor[1:]:
-        merged = merged.merged_with(load_request(p))
+    merged = _merged_request(since_anchor)
     merged = ForgetRequest(users=merged.users, items=merged.items, pairs=merged.pairs, regime="merged",
                            dataset={})  # the parts were drawn from successive data; validated together here
     applied = apply_request(exact.data, merged)
@@ -173,6 +214,7 @@ def run_stream(checkpoint: Path, requests: Path, out: Path, cfg: StreamConfig,
     read_meta(checkpoint)  # a clear error for a folder that is not a checkpoint
     out.mkdir(parents=True, exist_ok=True)
     paths = load_requests(requests, out)
+    exact = exact_method(checkpoint)
     hashes = [load_request(p).hash for p in paths]
     settings = {"checkpoint": str(checkpoint), "method": cfg.method, "reconcile_every": cfg.reconcile_every,
                 "drift_budget": cfg.drift_budget, "seed": cfg.seed, "select": cfg.select,
@@ -194,25 +236,29 @@ def run_stream(checkpoint: Path, requests: Path, out: Path, cfg: StreamConfig,
     for k in range(len(state["steps"]), len(paths)):
         parent, req_path = Path(state["parent"]), paths[k]
         scheduled = cfg.reconcile_every > 0 and (k + 1) % cfg.reconcile_every == 0
-        method = "retrain" if scheduled else cfg.method
-        child = out / "steps" / f"{k:03d}-{method}"
+        method = exact if scheduled else cfg.method
         t0 = time.perf_counter()
-        metrics = _adopt_or_run(parent, req_path, method, child, cfg, force=False)
+        if scheduled:
+            child, metrics = _reconcile(state, k, req_path, out, cfg, exact, force=False)
+        else:
+            child = out / "steps" / f"{k:03d}-{method}"
+            metrics = _adopt_or_run(parent, req_path, method, child, cfg, force=False)
         since = [*state["since_anchor"], str(req_path)]
         step: dict[str, Any] = {"index": k, "request": str(req_path), "request_hash": hashes[k], "method": method,
                                 "child": str(child), "proxy_gap": metrics.get("proxy_gap"),
                                 "valid_ndcg@20": metrics.get("valid_ndcg@20"), "seconds": metrics.get("seconds"),
-                                "forget_pairs": metrics.get("forget_pairs"), "reconciled": method == "retrain",
+                                "forget_pairs": metrics.get("forget_pairs"), "reconciled": scheduled,
                                 "reason": "schedule" if scheduled else None}
-        if method == "retrain":
+        if "reconciled_pairs" in metrics:  # a sharded reconciliation: all pairs since the last exact model
+            step["reconciled_pairs"] = metrics["reconciled_pairs"]
+        if scheduled:
             step["drift"] = 0.0
         else:
             step["drift"] = measure_drift(child, Path(state["anchor"]), [Path(p) for p in since], cfg.seed, cfg.device)
             if cfg.drift_budget > 0 and abs(step["drift"]) > cfg.drift_budget:
                 state["pending"] = step  # the approximate child is done: a crash resumes at the Retrain
                 _write_state(out, state)
-                exact_child = out / "steps" / f"{k:03d}-retrain"
-                rmetrics = _adopt_or_run(parent, req_path, "retrain", exact_child, cfg, force=True)
+                exact_child, rmetrics = _reconcile(state, k, req_path, out, cfg, exact, force=True)
                 step.update({"approximate_child": str(child), "approximate_drift": step["drift"],
                              "child": str(exact_child), "drift": 0.0, "reconciled": True, "reason": "drift",
                              "reconcile_seconds": rmetrics.get("seconds"),
@@ -239,4 +285,5 @@ def _fmt(x: Any) -> str:
     return "–" if x is None else f"{float(x):+.3f}"
 
 
-__all__ = ["run_stream", "StreamConfig", "load_requests", "measure_drift", "STATE_FILE", "STEP_PAUSE_ENV"]
+__all__ = ["run_stream", "StreamConfig", "load_requests", "measure_drift", "exact_method", "EXACT_METHODS",
+           "STATE_FILE", "STEP_PAUSE_ENV"]

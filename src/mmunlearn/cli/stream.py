@@ -19,9 +19,10 @@ from mmunlearn.errors import InputError
                    "`mmunlearn forget sequence` writes either")
 @click.option("--method", default="tru", show_default=True, help="unlearning method of every step")
 @click.option("--reconcile-every", type=int, default=0, show_default=True,
-              help="retrain exactly at every N-th step (0 = never on a schedule)")
+              help="reconcile exactly at every N-th step: Retrain, or for a sharded model the shards its "
+                   "deletions touched (0 = never on a schedule)")
 @click.option("--drift-budget", type=float, default=0.0, show_default=True,
-              help="retrain a step when |proxy gap over all deletions since the last exact model| exceeds "
+              help="reconcile a step when |proxy gap over all deletions since the last exact model| exceeds "
                    "this (0 = never)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="stream folder: steps/, stream.json (rerun the same command to resume)")
@@ -33,7 +34,8 @@ from mmunlearn.errors import InputError
 def stream_cmd(run_dir, requests, method, reconcile_every, drift_budget, out, sets, seed, select, device,
                threads) -> None:
     """Unlearn a stream of requests: each child becomes the next parent; drift is tracked after every
-    step and reconciled by exact Retrain on a schedule or a drift budget. Resumes after a crash."""
+    step and reconciled exactly on a schedule or a drift budget (Retrain; on a sharded model only the
+    shards that the deletions since the last exact model touched). Resumes after a crash."""
     from mmunlearn.stream import StreamConfig, run_stream
 
     if threads:
