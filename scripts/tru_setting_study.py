@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +143,11 @@ def main() -> None:
         raise SystemExit(f"error: no cached item/interaction group in {args.results}")
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.setting.replace("_", "-")
-    atomic_write_json(args.out / f"{stem}.json", {"results": str(args.results), "setting": args.setting,
-                                                 "values": values, "groups": groups})
+    atomic_write_json(args.out / f"{stem}.json", {
+        "results": str(args.results), "setting": args.setting, "values": values, "groups": groups,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()} {platform.processor() or platform.node()}, torch {torch.__version__}, "
+                   f"{torch.get_num_threads()} thread(s)"})
     atomic_write_text(args.out / f"{stem}.md", markdown(groups, args.results, args.setting, values))
     print(f"wrote {args.out / (stem + '.md')}")
 
