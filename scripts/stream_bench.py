@@ -33,15 +33,6 @@ import numpy as np
 import torch
 
 
-def _merged(paths: list[Path]):
-    from mmunlearn.data.requests import load_request
-
-    req = load_request(paths[0])
-    for p in paths[1:]:
-        req = req.merged_with(load_request(p))
-    return req  # keeps the first request's dataset record: the base data's fingerprint
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True)
@@ -66,7 +57,7 @@ def main() -> None:
     from mmunlearn.checkpoint import read_meta
     from mmunlearn.data.requests import apply_request, sample_sequence, save_request
     from mmunlearn.evaluate.forgetting import evaluate_forgetting, ks_distance
-    from mmunlearn.stream import StreamConfig, run_stream
+    from mmunlearn.stream import StreamConfig, merged_request, run_stream
     from mmunlearn.train.trainer import TrainConfig
     from mmunlearn.unlearn.base import UnlearnContext
     from mmunlearn.workflow.compare import retrain_cached
@@ -112,7 +103,7 @@ def main() -> None:
     cache = out / "eval-cache.json"
     done = json.loads(cache.read_text()) if cache.is_file() else {}
     for k in ref_steps:
-        applied = apply_request(base.data, _merged(req_paths[:k]))
+        applied = apply_request(base.data, merged_request(req_paths[:k]))
         ctx = UnlearnContext(original=base.model, applied=applied, model_name=meta["model"],
                              model_config=base.model.config, train_config=tcfg, seed=args.seed)
         rt_model, rt_seconds, _ = retrain_cached(ctx, args.seed, out / "retrain")

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mmunlearn.bench.grid import config_from_record, load_group, read_grid
+from mmunlearn.bench.grid import config_from_record, load_group, machine, now, read_grid
 from mmunlearn.errors import InputError
 from mmunlearn.evaluate.forgetting import evaluate_forgetting, result_row
 from mmunlearn.evaluate.mia import audit_forget_set, fit_membership_attack
@@ -145,9 +143,7 @@ def main() -> None:
     stem = args.setting.replace("_", "-")
     atomic_write_json(args.out / f"{stem}.json", {
         "results": str(args.results), "setting": args.setting, "values": values, "groups": groups,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()} {platform.processor() or platform.node()}, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} thread(s)"})
+        "date": now(), "machine": machine()})
     atomic_write_text(args.out / f"{stem}.md", markdown(groups, args.results, args.setting, values))
     print(f"wrote {args.out / (stem + '.md')}")
 

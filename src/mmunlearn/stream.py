@@ -42,8 +42,6 @@ from mmunlearn.errors import InputError
 from mmunlearn.io import atomic_write_json
 
 STATE_FILE = "stream.json"
-#: methods that are exact by construction: a stream of them never drifts, so it is never reconciled
-EXACT_METHODS = ("retrain", "sisa", "receraser")
 STATE_FORMAT = "mmunlearn.stream"
 #: test hook: seconds to sleep after each recorded step (lets a test kill the stream between steps)
 STEP_PAUSE_ENV = "MMUNLEARN_STREAM_STEP_PAUSE"
@@ -64,9 +62,17 @@ class StreamConfig:
             raise InputError(f"--reconcile-every must be >= 0, got {self.reconcile_every}")
         if self.drift_budget < 0:
             raise InputError(f"--drift-budget must be >= 0, got {self.drift_budget}")
-        if self.method in EXACT_METHODS and (self.reconcile_every or self.drift_budget):
+        if is_exact(self.method) and (self.reconcile_every or self.drift_budget):
             raise InputError(f"--method {self.method} is exact already: it needs no reconciliation")
         return self
+
+
+def is_exact(method: str) -> bool:
+    """Exact by construction (Retrain, the sharded methods): a stream of it never drifts, so is never reconciled."""
+    from mmunlearn.unlearn.base import method_names, method_spec
+
+    return method == "retrain" or (method in method_names()
+                                   and getattr(method_spec(method).cls, "needs_sharded_original", False))
 
 
 def load_requests(source: Path, out: Path) -> list[Path]:
@@ -140,7 +146,7 @@ def _adopt_or_run(parent: Path, request_path: Path, method: str, child: Path, cf
     return dict(rep.metrics)
 
 
-def _merged_request(paths: list[Path]) -> ForgetRequest:
+def merged_request(paths: list[Path]) -> ForgetRequest:
     """The union of the requests at ``paths`` (keeps the first one's dataset record: the data it was drawn on)."""
     merged = load_request(paths[0])
     for p in paths[1:]:
@@ -151,11 +157,12 @@ def _merged_request(paths: list[Path]) -> ForgetRequest:
 def exact_method(checkpoint: Path) -> str:
     """The method that reconciles a stream on ``checkpoint``: the sharded exact one for a sharded model."""
     from mmunlearn.checkpoint import read_meta
+    from mmunlearn.unlearn.sharded import method_for_aggregator
 
     meta = read_meta(checkpoint)
     if meta.get("model") != "sharded":
         return "retrain"
-    return "sisa" if meta.get("model_config", {}).get("aggregator") == "mean" else "receraser"
+    return method_for_aggregator(meta["model_config"]["aggregator"])
 
 
 def _reconcile(state: dict[str, Any], k: int, req_path: Path, out: Path, cfg: StreamConfig, exact: str, *,
@@ -164,7 +171,7 @@ def _reconcile(state: dict[str, Any], k: int, req_path: Path, out: Path, cfg: St
     if exact == "retrain":
         child = out / "steps" / f"{k:03d}-retrain"
         return child, _adopt_or_run(Path(state["parent"]), req_path, "retrain", child, cfg, force=force)
-    merged = _merged_request([*(Path(p) for p in state["since_anchor"]), req_path])
+    merged = merged_request([*(Path(p) for p in state["since_anchor"]), req_path])
     merged_path = out / "requests" / f"reconcile-{k:03d}.json"
     if not merged_path.is_file() or load_request(merged_path).hash != merged.hash:
         save_request(merged_path, merged)
@@ -188,7 +195,7 @@ def measure_drift(model_dir: Path, anchor: Path, since_anchor: list[Path], seed:
     if not since_anchor:
         return 0.0
     exact = load_run(anchor, device=device)
-    merged = _merged_request(since_anchor)
+    merged = merged_request(since_anchor)
     merged = ForgetRequest(users=merged.users, items=merged.items, pairs=merged.pairs, regime="merged",
                            dataset={})  # the parts were drawn from successive data; validated together here
     applied = apply_request(exact.data, merged)
@@ -285,5 +292,5 @@ def _fmt(x: Any) -> str:
     return "–" if x is None else f"{float(x):+.3f}"
 
 
-__all__ = ["run_stream", "StreamConfig", "load_requests", "measure_drift", "exact_method", "EXACT_METHODS",
-           "STATE_FILE", "STEP_PAUSE_ENV"]
+__all__ = ["run_stream", "StreamConfig", "load_requests", "measure_drift", "merged_request", "exact_method",
+           "is_exact", "STATE_FILE", "STEP_PAUSE_ENV"]

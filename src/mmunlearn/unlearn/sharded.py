@@ -58,7 +58,7 @@ class ShardedRetrain(UnlearnMethod):
         if model.config.aggregator != self.aggregator:
             raise InputError(f"method {self.name!r} expects a sharded checkpoint with the {self.aggregator!r} "
                              f"aggregator, this one has {model.config.aggregator!r} "
-                             f"(use {'receraser' if self.aggregator == 'mean' else 'sisa'})")
+                             f"(use {method_for_aggregator(model.config.aggregator)})")
         return model
 
     def _run(self, ctx: UnlearnContext) -> tuple[Recommender, dict[str, Any]]:
@@ -94,4 +94,17 @@ register_method("receraser", RecEraser, ShardedUnlearnConfig,
                 "exact: retrain the touched shards of a RecEraser model (balanced partition) + its attention "
                 "aggregator")
 
-__all__ = ["ShardedRetrain", "RecEraser", "ShardedUnlearnConfig"]
+
+
+def method_for_aggregator(aggregator: str) -> str:
+    """The registered sharded exact method whose checkpoints carry ``aggregator`` (what unlearns them)."""
+    from mmunlearn.unlearn.base import method_names, method_spec
+
+    for name in method_names():
+        cls = method_spec(name).cls
+        if issubclass(cls, ShardedRetrain) and cls.aggregator == aggregator:
+            return name
+    raise InputError(f"no sharded unlearning method for the {aggregator!r} aggregator")
+
+
+__all__ = ["ShardedRetrain", "RecEraser", "ShardedUnlearnConfig", "method_for_aggregator"]
