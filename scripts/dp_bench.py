@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--eval-every", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=None, help="default: the backbone's recommended lr")
     ap.add_argument("--set", dest="sets", nargs="*", default=[], help="model config key=value")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -48,12 +49,12 @@ def main() -> None:
     sets = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.sets)}
     mcfg = model_config(args.backbone, ("--set", sets))
     data = prepare_for_model(args.dataset, 0, args.backbone, mcfg).data
-    lr = MODELS[args.backbone][0].recommended_lr or 1e-3
+    lr = args.lr if args.lr is not None else (MODELS[args.backbone][0].recommended_lr or 1e-3)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
     results.update({"command": "scripts/dp_bench.py " + " ".join(os.sys.argv[1:]),
                     "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} "
                                f"cores, torch {torch.__version__}, {args.threads} thread(s) per process",
-                    "model_config": asdict(mcfg), "dataset": data.name})
+                    "model_config": asdict(mcfg), "dataset": data.name, "lr": lr})
     done = {(r["seed"], r["nproc"], r["mode"]) for r in results["runs"]}
     for seed in args.seeds:
         cfg = TrainConfig(epochs=args.epochs, min_epochs=args.min_epochs, patience=args.patience,

@@ -7,6 +7,10 @@ from mmunlearn.errors import InputError
 from tests.bench.conftest import tiny_config
 
 
+def _files(root):
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def _stats(out):
     return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted((out / "cells").rglob("*.json"))}
 
@@ -135,3 +139,34 @@ def test_sharded_exact_methods_run_in_the_grid_beside_retrain(tmp_path):
         assert cell["row"]["seconds"] > 0 and "gap" in cell["row"] and "exact" in cell["selection"]["rule"]
     assert len(list((out / "models").rglob("sharded-*/meta.json"))) == 2
     assert "sisa" in (out / "results.md").read_text()
+
+
+def test_a_folder_seeded_with_another_grids_models_reuses_them_and_refuses_other_settings(tmp_path):
+    """The documented recipe for a second grid on the same training settings (copy models/ and requests/
+    in) reuses the original and both Retrains; a copied original of other settings is refused, not reused."""
+    import shutil
+
+    base = dict(mia=False, user_attack=False, cka=False, overlap=False)
+    first = tmp_path / "first"
+    run_grid(tiny_config(**base), first, show_progress=False, report=False)
+    seeded = tmp_path / "seeded"
+    for sub in ("models", "requests"):
+        shutil.copytree(first / sub, seeded / sub)
+    models_before = _files(seeded / "models")
+    assert models_before
+    echoed: list[str] = []
+    res = run_grid(tiny_config(methods=["rebuild-reset"], **base), seeded, show_progress=False, report=False,
+                   echo=echoed.append)
+    assert [c.method for c in res.computed if not c.method.startswith("ref-")] == ["rebuild-reset"]
+    assert not any("trained original" in line for line in echoed)
+    assert _files(seeded / "models") == models_before  # nothing retrained, nothing rewritten
+    other = tmp_path / "other"
+    shutil.copytree(first / "models", other / "models")
+    with pytest.raises(InputError, match=r"original-s0: trained with train_config\.epochs = 2, this grid uses 3"):
+        run_grid(tiny_config(epochs=3, **base), other, show_progress=False, report=False)
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a results folder.*'notes.txt'"):
+        run_grid(tiny_config(**base), stray, show_progress=False, report=False)
+    assert (stray / "notes.txt").read_text() == "mine"

@@ -49,6 +49,29 @@ def test_two_processes_match_one_process(dp_run):
         assert torch.allclose(a, b, atol=1e-5), name
 
 
+def test_split_mode_is_one_process_training_for_a_batch_level_contrastive_loss():
+    """MGCN's InfoNCE takes the batch as its negatives (not a sum over pairs): a rank that computed it on its
+    half of the batch would train a different loss (it did until 2026-12-04, BENCHMARKS §6b). Split mode
+    must still be the single-process optimisation."""
+    from mmunlearn.data.synthetic import SyntheticConfig, generate
+    from mmunlearn.train.distributed import train_distributed
+
+    data = generate(SyntheticConfig(n_users=80, n_items=50, n_factors=4, interactions_per_user=8.0, seed=1))
+    mcfg = model_config("mgcn", ("t", {"dim": 8, "cl_weight": 0.5}))  # a large InfoNCE weight: a wrong split shows
+    cfg = TrainConfig(epochs=2, min_epochs=2, patience=5, batch_size=64, lr=1e-2, threads=1)
+    seed_everything(cfg.seed)
+    single = build_model("mgcn", data, mcfg)
+    seed_everything(cfg.seed)
+    dp = build_model("mgcn", data, mcfg)
+    dp.load_state_dict(single.state_dict())
+    train(single, data, cfg, show_progress=False)
+    res = train_distributed(dp, data, cfg, 2, show_progress=False)
+    assert res.rank_hashes[0] == res.rank_hashes[1]
+    for (name, a), (_, b) in zip(single.state_dict().items(), dp.state_dict().items(), strict=True):
+        if a.is_floating_point():
+            assert torch.allclose(a, b, atol=1e-5), name
+
+
 def test_two_process_checkpoint_loads_in_one_process(dp_run):
     data, out, run = dp_run
     ckpt = load_checkpoint(out, data)

@@ -3,9 +3,13 @@
 Every rank holds the whole model and graph (the backbones propagate the full graph in every step), draws
 the *same* global batch permutation from the seed, and takes a disjoint part of it:
 
-- ``split`` (default): every global batch of ``batch_size`` pairs is cut into ``world`` contiguous parts,
-  rank ``r`` computes the loss on part ``r`` weighted by its share of the batch, gradients are summed
-  with one ``all_reduce`` — the same optimisation as one process (same steps, same batches);
+- ``split`` (default): every global batch of ``batch_size`` pairs is cut into ``world`` contiguous parts;
+  rank ``r`` takes the BPR term of part ``r`` (summed, over the global batch size) plus ``1/world`` of the
+  model's auxiliary term computed on the *whole* batch, and gradients are summed with one ``all_reduce``.
+  The auxiliary term is not a sum over pairs (MGCN's InfoNCE uses the batch as its negatives, MIG-GT's and
+  every L2 term is over the batch's rows), so a part-wise auxiliary term would be a different loss; this
+  way the summed loss is exactly one process's — the same optimisation (same steps, same batches), at the
+  price of each rank scoring the whole batch (cheap: the full-graph propagation is replicated anyway);
 - ``stack``: rank ``r`` takes whole batches ``r, r + world, ...``; a step averages ``world`` batches,
   so an epoch has ``1/world`` as many steps (a ``world``× larger effective batch).
 
@@ -120,22 +124,34 @@ def _all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
 
 
 def _local_steps(train: Any, batch_size: int, rng: np.random.Generator, rank: int, world: int, mode: str):
-    """This rank's ``(users, pos, neg, weight)`` per step, from the one global permutation."""
+    """This rank's ``(users, pos, neg, part, weight)`` per step, from the one global permutation.
+
+    ``split``: the whole global batch and this rank's ``part`` of it (an index array); ``stack``: this rank's
+    own batch, ``part`` None, ``weight`` its share of the step's pairs."""
     batches = list(bpr_batches(train, batch_size, rng))
     if mode == "split":
         for users, pos, neg in batches:
-            parts = np.array_split(np.arange(len(users)), world)
-            idx = parts[rank]
-            yield users[idx], pos[idx], neg[idx], len(idx) / len(users)
+            yield users, pos, neg, np.array_split(np.arange(len(users)), world)[rank], 1.0 / world
     else:
         for start in range(0, len(batches), world):
             group = batches[start:start + world]
             total = sum(len(b[0]) for b in group)
             if rank < len(group):
                 users, pos, neg = group[rank]
-                yield users, pos, neg, len(users) / total
+                yield users, pos, neg, None, len(users) / total
             else:  # the last step has fewer batches than ranks: this rank contributes a zero gradient
-                yield users[:0], pos[:0], neg[:0], 0.0
+                yield users[:0], pos[:0], neg[:0], None, 0.0
+
+
+def _local_loss(model: Recommender, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                part: np.ndarray | None, weight: float) -> torch.Tensor:
+    """This rank's share of the step's loss; the shares of all ranks sum to the step's loss."""
+    if part is None:  # stack: an ordinary loss on this rank's batch, weighted by its share of the step
+        return model.loss(users, pos, neg) * weight
+    terms = model.batch_terms(users, pos, neg)
+    idx = torch.as_tensor(part, device=terms.pos.device)
+    bpr = -torch.nn.functional.logsigmoid(terms.pos[idx] - terms.neg[idx]).sum() / len(users)
+    return bpr + terms.aux * weight
 
 
 def params_hash(model: torch.nn.Module) -> str:
@@ -173,13 +189,14 @@ def train_rank(model: Recommender, data: InteractionData, cfg: TrainConfig, *, b
             t0 = time.perf_counter()
             model.train()
             total, n = 0.0, 0
-            for users, pos, neg, weight in _local_steps(data.train, cfg.batch_size, rng, rank, world, batch_mode):
+            for users, pos, neg, part, weight in _local_steps(data.train, cfg.batch_size, rng, rank, world,
+                                                              batch_mode):
                 optimizer.zero_grad(set_to_none=True)
                 if len(users):
                     u, p, ng = (torch.as_tensor(x, device=device) for x in (users, pos, neg))
-                    loss = model.loss(u, p, ng)
-                    (loss * weight).backward()
-                    total += float(loss.detach()) * weight
+                    loss = _local_loss(model, u, p, ng, part, weight)
+                    loss.backward()
+                    total += float(loss.detach())
                 _all_reduce_grads(params)
                 optimizer.step()
                 n += 1

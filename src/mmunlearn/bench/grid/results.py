@@ -24,6 +24,10 @@ from mmunlearn.io import atomic_write_json
 
 GRID_FILE = "grid.json"
 GRID_FORMAT = "mmunlearn.grid"
+#: what a new results folder may already hold: another grid's trained models and sampled requests, copied
+#: in so that a grid with the same training settings reuses its originals and Retrains (Retrains are keyed
+#: by their data and configs; a saved original is checked against the grid's configs before reuse)
+SEEDABLE_ENTRIES = frozenset({"cells", "models", "requests"})
 CELL_FORMAT = "mmunlearn.grid_cell"
 
 
@@ -93,8 +97,11 @@ def bind_results_dir(out: Path, cfg: GridConfig, *, extend: bool = False, device
         record.update({"config": new_canon, "hash": new_hash})
         record["runs"] = [*record.get("runs", []), run]
     else:
-        if out.exists() and any(out.iterdir()) and not (out / "cells").exists():
-            raise InputError(f"{out} exists and is not a results folder (no {GRID_FILE}); use an empty or new folder")
+        if out.exists() and not (out / "cells").exists():
+            stray = sorted(p.name for p in out.iterdir() if p.name not in SEEDABLE_ENTRIES)
+            if stray:
+                raise InputError(f"{out} exists and is not a results folder (no {GRID_FILE}; holds {stray[0]!r}); "
+                                 "use an empty or new folder (a copied models/ and requests/ are fine)")
         record = {"format": GRID_FORMAT, "created": now(), "config": new_canon, "hash": new_hash,
                   "history": [], "runs": [run]}
     atomic_write_json(path, record)

@@ -34,6 +34,8 @@ from mmunlearn.runtime import resolve_device
 
 #: the partition a sharded exact method's grid model uses unless its ``partition`` is set
 METHOD_PARTITION = {"sisa": "random", "receraser": "user"}
+#: settings that do not change what a saved original is (where and how fast it ran, derived caches)
+REUSE_IGNORED = frozenset({"device", "threads", "graph_cache_dir"})
 #: test hook: seconds to sleep after writing each cell (lets a test kill the grid mid-way)
 SLOW_CELL_ENV = "MMUNLEARN_BENCH_SLOW_CELL"
 
@@ -186,6 +188,7 @@ class GroupRunner:
         folder = self.original_dir(dataset, backbone, seed)
         if (folder / "meta.json").is_file():
             meta = read_meta(folder)
+            self._check_reusable(folder, meta, backbone, seed)
             model = load_checkpoint(folder, gd.data, device=self.device).model
         else:
             bar.describe(f"{dataset}/{backbone}/s{seed}: training the original")
@@ -202,6 +205,19 @@ class GroupRunner:
                       f"({res.seconds:.0f} s)")
         self._originals[key] = (model, meta)
         return model, meta
+
+    def _check_reusable(self, folder: Path, meta: dict[str, Any], backbone: str, seed: int) -> None:
+        """Refuse a saved original trained with other settings than this grid's (a ``models/`` folder
+        copied from another grid): its path is keyed by the seed only, so reusing it silently would put
+        another training config's model under this grid's name. (load_checkpoint checks the data.)"""
+        wanted = jsonable({"train_config": asdict(self.train_config(backbone, seed)),
+                           "model_config": asdict(self.model_config(backbone))})  # as saved: JSON
+        for section, want in wanted.items():
+            saved = meta.get(section, {})
+            for key in sorted(set(want) & set(saved) - REUSE_IGNORED):
+                if saved[key] != want[key]:
+                    raise InputError(f"{folder}: trained with {section}.{key} = {saved[key]!r}, this grid uses "
+                                     f"{want[key]!r}; remove that folder or use another --out")
 
     def sharded_original(self, ctx: Any, method: str, cfg: Any, tag: str) -> tuple[Any, dict[str, Any]]:
         """The sharded model a sharded exact method unlearns from: trained once per (original data,
