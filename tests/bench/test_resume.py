@@ -15,7 +15,7 @@ AUDITS_OFF = dict(mia=False, user_attack=False, cka=False, overlap=False, method
 def test_killed_grid_resumes_without_recomputing(tmp_path):
     out = tmp_path / "res"
     cfg_file = write_toml(tmp_path / "grid.toml", **AUDITS_OFF)
-    env = dict(os.environ, **{SLOW_CELL_ENV: "0.5"})
+    env = dict(os.environ, **{SLOW_CELL_ENV: "2.0"})  # wide enough for a starved test process to see it
     proc = subprocess.Popen([sys.executable, "-m", "mmunlearn", "bench", "run", "--config", str(cfg_file),
                              "--out", str(out), "--quiet"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
