@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import torch
 
 from mmunlearn.checkpoint import load_checkpoint, save_checkpoint
 from mmunlearn.data.requests import ForgetRequest, apply_request, sample_request
-from mmunlearn.evaluate.forgetting import evaluate_forgetting, result_row
+from mmunlearn.evaluate.forgetting import evaluate_forgetting, ks_distance, result_row
 from mmunlearn.io import atomic_write_json, atomic_write_text
 from mmunlearn.models.registry import MODELS, build_model, model_config
 from mmunlearn.models.sharded import sharded_config
@@ -114,17 +115,7 @@ def main() -> None:
             if name == "retrain-noise" and args.no_noise:
                 continue
             path = args.work / f"{args.dataset}-{args.backbone}-{regime}-{name}-s{seed}"
-            if not (path / "meta.json").is_file():
-                log(f"{regime}: {name} (seed {seed})")
-                seed_everything(seed)
-                model = build_model(args.backbone, applied.retain, bcfg)
-                t0 = time.perf_counter()
-                res = fit(model, applied.retain, TrainConfig(**{**asdict(tcfg), "seed": seed}), show_progress=False)
-                secs = time.perf_counter() - t0
-                save_checkpoint(path, model, applied.retain, model_config=bcfg, train_config=tcfg,
-                                metrics={"seconds": secs, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-                                         "load_avg": os.getloadavg()[0]})
-            ck = load_checkpoint(path, applied.retain)
+            ck = _trained(path, args.backbone, bcfg, applied.retain, tcfg, seed, log, f"{regime}: {name} (seed {seed})")
             refs[name] = (ck.model, evaluate_forgetting(ck.model, applied), float(ck.meta["metrics"]["seconds"]),
                           ck.meta["metrics"])
         rt_model, rt_ev, rt_s, _ = refs["retrain"]
@@ -187,24 +178,31 @@ def _sharded_noise_row(args: argparse.Namespace, m: str, regime: str, applied, b
     if any(r["regime"] == regime and r["method"] == name for r in results["rows"]):
         return
     path = args.work / f"{args.dataset}-{args.backbone}-{regime}-{m}-k{args.shards}-s{args.noise_seed}"
-    ncfg = TrainConfig(**{**asdict(tcfg), "seed": args.noise_seed})
-    if not (path / "meta.json").is_file():
-        log(f"{regime}: {name} (seed {args.noise_seed})")
-        seed_everything(args.noise_seed)
-        scfg = sharded_config(args.backbone, bcfg, args.shards, PARTITION[m], "auto", args.noise_seed)
-        model = build_model("sharded", applied.retain, scfg)
-        t0 = time.perf_counter()
-        res = fit(model, applied.retain, ncfg, show_progress=False)
-        save_checkpoint(path, model, applied.retain, model_config=scfg, train_config=ncfg,
-                        metrics={"seconds": time.perf_counter() - t0, "epochs_run": res.epochs_run,
-                                 "load_avg": os.getloadavg()[0]})
-    ck = load_checkpoint(path, applied.retain)
+    scfg = sharded_config(args.backbone, bcfg, args.shards, PARTITION[m], "auto", args.noise_seed)
+    ck = _trained(path, "sharded", scfg, applied.retain, tcfg, args.noise_seed, log,
+                  f"{regime}: {name} (seed {args.noise_seed})")
     ev = evaluate_forgetting(ck.model, applied)
     row = result_row(name, ev, retrain=rt_ev, seconds=float(ck.meta["metrics"]["seconds"]), retrain_seconds=rt_s)
-    to_method = result_row(name, ev, retrain=method_ev, seconds=1.0, retrain_seconds=1.0)
-    row.update({"regime": regime, "gap_to_method": to_method["gap"], "ks_to_method": to_method["ks"],
+    row.update({"regime": regime, "gap_to_method": ev.mean_percentile - method_ev.mean_percentile,
+                "ks_to_method": ks_distance(ev.percentiles, method_ev.percentiles),
                 "load_avg": ck.meta["metrics"].get("load_avg")})
     results["rows"].append(_clean(row))
+
+
+def _trained(path: Path, model_name: str, model_cfg, data, tcfg: TrainConfig, seed: int,
+             log: Callable[[str], None], what: str):
+    """The checkpoint at ``path``; trained there first (``tcfg`` with ``seed``) if missing, so a rerun reuses it."""
+    if not (path / "meta.json").is_file():
+        log(what)
+        cfg = TrainConfig(**{**asdict(tcfg), "seed": seed})
+        seed_everything(seed)
+        model = build_model(model_name, data, model_cfg)
+        t0 = time.perf_counter()
+        res = fit(model, data, cfg, show_progress=False)
+        save_checkpoint(path, model, data, model_config=model_cfg, train_config=cfg,
+                        metrics={"seconds": time.perf_counter() - t0, "best_epoch": res.best_epoch,
+                                 "epochs_run": res.epochs_run, "load_avg": os.getloadavg()[0]})
+    return load_checkpoint(path, data)
 
 
 def _clean(row: dict) -> dict:

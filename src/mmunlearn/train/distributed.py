@@ -7,8 +7,9 @@ the *same* global batch permutation from the seed, and takes a disjoint part of 
   rank ``r`` takes the BPR term of part ``r`` (summed, over the global batch size) plus ``1/world`` of the
   model's auxiliary term computed on the *whole* batch, and gradients are summed with one ``all_reduce``.
   The auxiliary term need not be a sum over pairs (MGCN's InfoNCE takes the batch as its negatives), so a
-  part-wise auxiliary term would be a different loss; this way the summed loss is exactly one process's — the same optimisation (same steps, same batches), at the
-  price of each rank scoring the whole batch (cheap: the full-graph propagation is replicated anyway);
+  part-wise auxiliary term would be a different loss; this way the summed loss is exactly one process's —
+  the same optimisation (same steps, same batches), at the price of each rank scoring the whole batch
+  (cheap: the full-graph propagation is replicated anyway);
 - ``stack``: rank ``r`` takes whole batches ``r, r + world, ...``; a step averages ``world`` batches,
   so an epoch has ``1/world`` as many steps (a ``world``× larger effective batch).
 
