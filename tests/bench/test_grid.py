@@ -91,6 +91,18 @@ def test_config_layers_and_validation(tmp_path):
     assert tiny_config(methods=["tru", "rebuild"]).hash() == tiny_config(methods=["rebuild", "tru"]).hash()
 
 
+def test_a_narrower_method_list_drops_the_file_tables_of_the_methods_it_left_out():
+    file = ("g.toml", {"methods": ["sisa", "receraser"], "method_sets": ["sisa.shards=2", "receraser.shards=3"]})
+    cfg = grid_config(file, ("command line", {"methods": ["sisa"]}))
+    assert cfg.methods == ("sisa",) and cfg.method_sets == ("sisa.shards=2",)
+    # a table the narrowing layer itself gives for a method it does not run is still refused
+    with pytest.raises(InputError, match="method_sets names method 'receraser'"):
+        grid_config(file, ("command line", {"methods": ["sisa"], "method_sets": ["receraser.shards=4"]}))
+    # without a narrowing layer a table for a method not run is an error, as before
+    with pytest.raises(InputError, match="not in methods"):
+        grid_config(("g.toml", {"methods": ["sisa"], "method_sets": ["receraser.shards=3"]}))
+
+
 def test_read_cells_ignores_nothing_finished(tmp_path):
     out = tmp_path / "res"
     run_grid(tiny_config(mia=False, user_attack=False), out, show_progress=False, report=False)

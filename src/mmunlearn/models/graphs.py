@@ -188,7 +188,9 @@ def knn_neighbours(features: np.ndarray, k: int = 10, block: int = 1024) -> np.n
     Rows with an all-zero feature vector (missing content) have no meaningful similarity: they get
     ``-1`` (no neighbours) and are never anyone's neighbour.
     """
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # no copy if float32
+    with warnings.catch_warnings():  # content is memory-mapped read-only; x is only ever read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # no copy if float32
     n = x.shape[0]
     if k < 1:
         raise ValueError(f"knn k must be >= 1, got {k}")

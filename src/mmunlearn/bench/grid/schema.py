@@ -211,18 +211,32 @@ def grid_config(*layers: tuple[str, dict[str, Any]]) -> GridConfig:
     """Defaults overridden by each ``(where, mapping)`` layer in turn (later wins), validated.
 
     ``model_sets`` / ``method_sets`` of all layers are merged (a later layer wins per key) rather than
-    replaced, so a CLI ``--set-model`` adds to a file's ``[model.x]`` tables.
+    replaced, so a CLI ``--set-model`` adds to a file's ``[model.x]`` tables. A layer that narrows
+    ``backbones`` / ``methods`` drops the earlier layers' tables for the names it left out (``--methods
+    sisa`` over a file that also tunes ``receraser``); a table a layer gives for a name missing from the
+    final axis is still an error (a typo, or a setting that would do nothing).
     """
-    merged_sets: dict[str, list[str]] = {"model_sets": [], "method_sets": []}
+    axis_of = {"model_sets": "backbones", "method_sets": "methods"}
+    merged_sets: dict[str, list[tuple[int, str]]] = {key: [] for key in axis_of}
+    axis_set_at: dict[str, int] = {}
     plain = []
-    for where, mapping in layers:
+    for index, (where, mapping) in enumerate(layers):
         mapping = dict(mapping)
-        for key in merged_sets:
+        for key, axis in axis_of.items():
+            if mapping.get(axis) is not None:
+                axis_set_at[axis] = index
             if mapping.get(key) is not None:
                 value = mapping.pop(key)
-                merged_sets[key] += [value] if isinstance(value, str) else list(value)
+                merged_sets[key] += [(index, v) for v in ([value] if isinstance(value, str) else list(value))]
         plain.append((where, mapping))
-    cfg = build(GridConfig, *plain, ("merged overrides", {k: v for k, v in merged_sets.items() if v}))
+    axes = build(GridConfig, *plain)
+    kept: dict[str, list[str]] = {}
+    for key, entries in merged_sets.items():
+        axis = axis_of[key]
+        names = set(getattr(axes, axis))
+        kept[key] = [v for i, v in entries
+                     if str(v).partition(".")[0].strip() in names or i >= axis_set_at.get(axis, -1)]
+    cfg = build(GridConfig, *plain, ("merged overrides", {k: v for k, v in kept.items() if v}))
     return cfg.normalised().validate()
 
 
