@@ -19,19 +19,19 @@ decides early stopping (broadcast to all ranks) and keeps the best state; the re
 checkpoint of single-process training.
 
 Launch: ``mmunlearn train ... --nproc N`` spawns N local processes (``torch.multiprocessing``, loopback
-``MASTER_ADDR=127.0.0.1`` and a free port); under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) the
-processes join the group torchrun created and only rank 0 writes the run folder (docs/DISTRIBUTED.md).
+``127.0.0.1``, a rendezvous store hosted by the launcher on a port the OS picks); under ``torchrun``
+(``RANK``/``WORLD_SIZE`` set) the processes join the group torchrun created and only rank 0 writes the run folder (docs/DISTRIBUTED.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,7 @@ class DistributedResult(TrainResult):
 
 
 # ----- process group plumbing ------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+RENDEZVOUS_TIMEOUT = timedelta(minutes=10)
 
 
 def backend_for(device: str) -> str:
@@ -87,7 +84,8 @@ def is_main_process() -> bool:
 def _entry(rank: int, fn: Callable[[int, int, Any], None], world: int, port: int, backend: str, job: Any) -> None:
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)})
-    dist.init_process_group(backend, rank=rank, world_size=world)
+    store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=RENDEZVOUS_TIMEOUT)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=RENDEZVOUS_TIMEOUT)
     try:
         fn(rank, world, job)
         dist.barrier()  # no rank tears the group down while a peer still talks to it
@@ -96,10 +94,19 @@ def _entry(rank: int, fn: Callable[[int, int, Any], None], world: int, port: int
 
 
 def spawn(fn: Callable[[int, int, Any], None], world: int, job: Any, backend: str = "gloo") -> None:
-    """Run ``fn(rank, world, job)`` in ``world`` fresh local processes joined in one process group."""
+    """Run ``fn(rank, world, job)`` in ``world`` fresh local processes joined in one process group.
+
+    The launcher hosts the rendezvous store, not rank 0: the OS picks its port while it is bound (a port
+    probed and released first can be taken before rank 0 binds it), and the store outlives every rank's
+    teardown (hosted by rank 0, a peer still tearing down could lose it and abort: "terminate called
+    without an active exception", seen under load in the full test suite)."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_entry, args=(fn, world, free_port(), backend, job), nprocs=world, join=True)
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=RENDEZVOUS_TIMEOUT)
+    try:
+        mp.spawn(_entry, args=(fn, world, store.port, backend, job), nprocs=world, join=True)
+    finally:
+        del store
 
 
 # ----- one rank's training loop ---------------------------------------------------------------------
@@ -284,5 +291,5 @@ def train_distributed(model: Recommender, data: InteractionData, cfg: TrainConfi
                              rank_hashes=list(info["rank_hashes"]), batch_mode=batch_mode)
 
 
-__all__ = ["train_distributed", "train_rank", "spawn", "DistributedResult", "free_port", "is_main_process",
+__all__ = ["train_distributed", "train_rank", "spawn", "DistributedResult", "is_main_process",
            "launched_by_torchrun", "BATCH_MODES", "params_hash"]
