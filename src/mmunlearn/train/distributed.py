@@ -20,7 +20,8 @@ checkpoint of single-process training.
 
 Launch: ``mmunlearn train ... --nproc N`` spawns N local processes (``torch.multiprocessing``, loopback
 ``127.0.0.1``, a rendezvous store hosted by the launcher on a port the OS picks); under ``torchrun``
-(``RANK``/``WORLD_SIZE`` set) the processes join the group torchrun created and only rank 0 writes the run folder (docs/DISTRIBUTED.md).
+(``RANK``/``WORLD_SIZE`` set) the processes join the group torchrun created and only rank 0 writes the
+run folder (docs/DISTRIBUTED.md).
 """
 
 from __future__ import annotations
@@ -98,15 +99,13 @@ def spawn(fn: Callable[[int, int, Any], None], world: int, job: Any, backend: st
 
     The launcher hosts the rendezvous store, not rank 0: the OS picks its port while it is bound (a port
     probed and released first can be taken before rank 0 binds it), and the store outlives every rank's
-    teardown (hosted by rank 0, a peer still tearing down could lose it and abort: "terminate called
-    without an active exception", seen under load in the full test suite)."""
+    teardown (hosted by rank 0, a peer still tearing down could lose it — the suspected cause of an
+    abort, "terminate called without an active exception", seen twice in the full suite under load
+    and not reproduced since)."""
     import torch.multiprocessing as mp
 
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=RENDEZVOUS_TIMEOUT)
-    try:
-        mp.spawn(_entry, args=(fn, world, store.port, backend, job), nprocs=world, join=True)
-    finally:
-        del store
+    mp.spawn(_entry, args=(fn, world, store.port, backend, job), nprocs=world, join=True)
 
 
 # ----- one rank's training loop ---------------------------------------------------------------------
