@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mmunlearn.checkpoint import META, load_checkpoint, load_state, read_meta, save_checkpoint
+from mmunlearn.data.features import synthetic_modality
 from mmunlearn.errors import InputError
 from mmunlearn.models.lightgcn import LightGCN, LightGCNConfig
 from tests.conftest import tiny_dataset
@@ -134,3 +135,21 @@ def test_checkpoint_files_are_not_private_0600(tmp_path, tiny):
     _saved(tmp_path, tiny)
     for f in (tmp_path / "run").iterdir():
         assert f.stat().st_mode & 0o044, f"{f.name} is readable only by its owner"
+
+
+def test_an_unlearned_miggt_with_detached_items_loads_under_its_hash(tmp_path, tiny):
+    """MIG-GT's detached-item table exists only after an unlearning reset; a checkpoint holding it must
+    load (and hash) like any other, and one without it must not grow it."""
+    import numpy as np
+
+    from mmunlearn.models.miggt import MIGGT, MIGGTConfig
+
+    data = tiny.with_modalities({"text": synthetic_modality("text", tiny.n_items, 8, seed=0)})
+    model = MIGGT(data, MIGGTConfig(dim=8, hidden=16))
+    save_checkpoint(tmp_path / "plain", model, data, model_config=model.config)
+    assert load_checkpoint(tmp_path / "plain", data).model.item_override is None
+    model.reset_rows(np.zeros(0, dtype=np.int64), np.array([1, 3]), seed=0)
+    save_checkpoint(tmp_path / "run", model, data, model_config=model.config)
+    loaded = load_checkpoint(tmp_path / "run", data).model
+    assert list(loaded.detached_items()) == [1, 3]
+    assert torch.equal(model.final_embeddings()[1], loaded.final_embeddings()[1])

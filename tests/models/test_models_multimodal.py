@@ -229,3 +229,41 @@ def test_a_dropped_mgcn_frees_its_feature_tables(planted: InteractionData) -> No
         assert all(t() is None for t in tables)  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+def test_miggt_reset_detaches_fully_deleted_items(planted: InteractionData) -> None:
+    """A detached item reads its row, nothing else: content changes leave its representation alone,
+    every other item's summed branch output is what it was, and a trained model has no such table."""
+    model = MIGGT(planted, MIGGTConfig(n_samples=0))
+    train_steps(model, planted, epochs=2, lr=1e-2)
+    assert "item_override" not in model.state_dict() and "item_override" not in model.embedding_tables()
+    model.eval()
+    with torch.no_grad():
+        z_before = model._forward()[1][planted.n_users:].clone()
+    items = np.array([2, 5])
+    model.reset_rows(np.zeros(0, dtype=np.int64), items, seed=3)
+    model.check_groups()
+    assert model.embedding_tables()["item_override"] == "item"
+    assert list(model.detached_items()) == [2, 5]
+    assert list(model.items_with_rows(np.array([1, 2, 5]))) == [False, True, True]
+    with torch.no_grad():
+        _, items_final = model.final_embeddings()
+        torch.testing.assert_close(items_final[items], model.item_override[torch.as_tensor(items)])
+        others = np.setdiff1d(np.arange(planted.n_items), items)
+        torch.testing.assert_close(items_final[others], z_before[others])
+        # the prior's reference for an undetached item is its summed branch output, not the zero row
+        torch.testing.assert_close(model.item_table_rows("item_override", others[:3]), z_before[others[:3]])
+        for mlp in model.mlp.values():
+            for p in mlp.parameters():
+                p.add_(1.0)
+        torch.testing.assert_close(model.final_embeddings()[1][items], items_final[items])
+
+
+def test_miggt_detached_items_survive_a_state_dict_round_trip(planted: InteractionData) -> None:
+    model = MIGGT(planted, MIGGTConfig())
+    model.reset_rows(np.array([0]), np.array([4, 7]), seed=1)
+    fresh = MIGGT(planted, MIGGTConfig())
+    fresh.load_state_dict(model.state_dict())
+    assert list(fresh.detached_items()) == [4, 7]
+    for a, b in zip(model.final_embeddings(), fresh.final_embeddings(), strict=True):
+        torch.testing.assert_close(a, b)

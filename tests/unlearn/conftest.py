@@ -128,3 +128,14 @@ def toy_ctx(model: Recommender, data: InteractionData, regime: str, ratio: float
             seed: int = 0) -> UnlearnContext:
     applied = apply_request(data, sample_request(data, regime, ratio, seed))
     return UnlearnContext(original=model, applied=applied, model_name=model.name, model_config=None, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def miggt_trained(small_data):
+    """A briefly trained MIG-GT (no item rows; items detached by the exact part's reset)."""
+    torch.set_num_threads(1)
+    seed_everything(0)
+    cfg = model_config("miggt", ("test", {"dim": 16, "hidden": 32, "hops": "id=2,image=1,text=1"}))
+    model = build_model("miggt", small_data, cfg)
+    train(model, small_data, FAST_TRAIN, show_progress=False)
+    return model

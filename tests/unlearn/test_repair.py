@@ -16,12 +16,11 @@ from .conftest import toy_ctx
 
 
 def test_shared_rule():
-    with_items, users_only = {"u": "user", "i": "item"}, {"u": "user"}
-    assert shared_allowed("auto", with_items, items_pushed=False)  # item rows: the coverage rule decides
-    assert not shared_allowed("auto", users_only, items_pushed=False)  # a deleted pair lives in its user row
-    assert shared_allowed("auto", users_only, items_pushed=True)  # a deleted item has no row to move
-    assert shared_allowed("always", users_only, items_pushed=False)
-    assert not shared_allowed("never", with_items, items_pushed=True)
+    assert shared_allowed("auto", True, rowless_items_pushed=False)  # item rows: the coverage rule decides
+    assert not shared_allowed("auto", False, rowless_items_pushed=False)  # a deleted pair lives in its user row
+    assert shared_allowed("auto", False, rowless_items_pushed=True)  # a deleted item has no row to move
+    assert shared_allowed("always", False, rowless_items_pushed=False)
+    assert not shared_allowed("never", True, rowless_items_pushed=True)
 
 
 @pytest.mark.parametrize("field,value", [("shared", "sometimes"), ("gate_scale", "cubic")])
@@ -54,6 +53,30 @@ def test_deleted_items_move_shared_weights_without_item_rows(content_trained, sm
     assert moved
     epochs = res.log["epochs"]
     assert len(ctx.applied.forget_pairs) and epochs[-1]["mean_pct"] > epochs[0]["mean_pct"]  # the items went down
+
+
+def test_detached_items_are_pushed_in_their_own_rows_on_miggt(miggt_trained, small_data):
+    """With the reset on, MIG-GT's fully deleted items are detached onto rows of their own: the push moves
+    those rows (and user rows) only, never the modality MLPs or the transformer every item goes through,
+    and starts from the never-positive items' mean representation (the item prior)."""
+    ctx = toy_ctx(miggt_trained, small_data, "item", ratio=0.1)
+    res = build_method("tru", tol=0.0, epochs=3, repair_epochs=0.0).run(ctx)
+    iso = res.log["isolation"]
+    assert set(iso["groups"]) <= {"user_embedding", "detached_items"} and "detached_items" in iso["groups"]
+    assert not iso["shared_from_deleted_items_only"]
+    assert res.log["item_prior"] == len(ctx.applied.deleted_items)
+    shared = [n for n in dict(ctx.original.named_parameters()) if not n.startswith("user_emb")]
+    after = dict(res.model.named_parameters())
+    for name, p in ctx.original.named_parameters():
+        if name in shared:
+            assert torch.equal(after[name], p), name
+    assert list(res.model.detached_items()) == sorted(ctx.applied.deleted_items)
+    epochs = res.log["epochs"]
+    assert epochs[-1]["mean_pct"] != epochs[0]["mean_pct"]  # the rows moved the deleted pairs
+    # the ablation without the reset has no row to push: the shared modules take the items' terms
+    off = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.0, reset=False).run(ctx)
+    assert off.log["isolation"]["shared_from_deleted_items_only"]
+    assert off.model.item_override is None
 
 
 def test_repair_trigger_reads_valid_utility(content_trained, small_data):

@@ -146,3 +146,17 @@ def test_killed_shard_retrain_leaves_model_and_ledger_intact_and_resumes(sisa_ru
     fresh = build_method("sisa").run(_ctx(sisa_run, ForgetRequest.explicit(users=users)))
     assert weights_hash(fresh.model) == read_meta(out)["weights_sha256"]
     assert load_data_and_model(out).data.train.nnz == data.train.nnz - int(data.train[users].nnz)
+
+
+def test_a_sharded_miggt_resets_each_shard_its_own_way(small_data):
+    """reset_rows goes to every shard: MIG-GT shards detach the items (and report rows for them only)."""
+    backbone = model_config("miggt", ("t", {"dim": 8, "hidden": 16, "hops": "id=1,image=1,text=1"}))
+    model = ShardedRecommender(small_data, sharded_config("miggt", backbone, 2, "random"))
+    items = np.array([3, 8])
+    assert not model.items_with_rows(items).any()
+    model.reset_rows(np.array([0]), items, seed=0)
+    assert all(list(shard.detached_items()) == [3, 8] for shard in model.shards)
+    assert list(model.items_with_rows(np.array([3, 4, 8]))) == [True, False, True]
+    assert {"shards.0.item_override", "shards.1.item_override"} <= set(model.embedding_tables())
+    ref = model.item_table_rows("shards.1.item_override", np.array([4]))
+    torch.testing.assert_close(ref, model.shards[1].item_table_rows("item_override", np.array([4])))

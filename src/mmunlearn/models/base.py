@@ -147,6 +147,18 @@ class Recommender(nn.Module, ABC):
                 fresh.normal_(0.0, std, generator=gen)
             param[torch.as_tensor(rows, dtype=torch.long, device=param.device)] = fresh.to(param)
 
+    @torch.no_grad()
+    def item_table_rows(self, pname: str, items: np.ndarray) -> torch.Tensor:
+        """What item table ``pname`` holds for ``items`` (TRU's item prior averages it over the
+        never-positive items). A backbone whose table covers only some items (MIG-GT's detached items)
+        returns, for the others, what the row would stand in for."""
+        table = dict(self.named_parameters())[pname]
+        return table[torch.as_tensor(np.asarray(items, dtype=np.int64), device=table.device)]
+
+    def items_with_rows(self, items: np.ndarray) -> np.ndarray:
+        """Bool per item: does it have a row of its own in an item table (so a push can move it alone)?"""
+        return np.full(len(items), "item" in self.embedding_tables().values())
+
     def init_std_of(self, pname: str) -> float | None:
         """Std of the normal init of an embedding table; ``None`` means xavier-uniform (the default)."""
         return None

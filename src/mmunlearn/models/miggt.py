@@ -19,6 +19,15 @@ the 0.9/0.1 residual of the global transformer). Structure:
 - loss = BPR + ``reg_weight`` · L2(final batch embeddings) + ``unsmooth_weight`` · a sampled-softmax
   term: each batch user must prefer its positive item over that item's sampled global neighbours.
 
+**Detached items** (unlearning only; absent from a trained model): an item has no row of its own here —
+it is what the shared modality MLPs make of its content — so an item whose whole training history is
+deleted keeps ranking where the MLPs learned to put it, and the graph rebuild makes that worse (an
+isolated node keeps its raw, undiluted MLP output). :meth:`MIGGT.reset_rows` therefore *detaches* such
+items: their summed branch output ``z`` is replaced by a row of a lazily created ``item_override`` table
+(a fresh, data-free row; TRU's item prior then moves it to the negative-only items' mean, exactly as on
+backbones with item rows). Only detached items read that table, so the push can move them without
+touching the MLPs every retained item is made of (docs/TRU.md §1).
+
 Deviations and the reading of α/β are documented in ``docs/MODELS.md``.
 """
 
@@ -165,6 +174,75 @@ class MIGGT(Recommender):
             nn.init.zeros_(lin.bias)
         self._graphs: dict[str, torch.Tensor] = {}
         self.rebuild_graphs(data.train)
+        #: set by :meth:`detach_items` (and by loading a checkpoint that has them): the rows that stand in
+        #: for detached items' summed branch output, and the mask of detached items
+        self.item_override: nn.Parameter | None
+        self.item_detached: torch.Tensor | None
+        self.register_parameter("item_override", None)
+        self.register_buffer("item_detached", None)
+
+    # ----- detached items (unlearning) ---------------------------------------------------------
+    def _ensure_override(self) -> None:
+        """Register ``item_override`` / ``item_detached`` (zeros: nothing detached yet)."""
+        if self.item_override is not None:
+            return
+        device = self.user_emb.device
+        self.item_override = nn.Parameter(torch.zeros(self.n_items, self.config.dim, device=device))
+        self.register_buffer("item_detached", torch.zeros(self.n_items, dtype=torch.bool, device=device))
+
+    @torch.no_grad()
+    def detach_items(self, items: np.ndarray, rows: torch.Tensor) -> None:
+        """Make ``items`` read their summed branch output from ``rows`` (one per item) from now on."""
+        if len(items) == 0:
+            return
+        self._ensure_override()
+        assert self.item_override is not None and self.item_detached is not None
+        idx = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.item_override.device)
+        self.item_override[idx] = rows.to(self.item_override)
+        self.item_detached[idx] = True
+
+    def detached_items(self) -> np.ndarray:
+        if self.item_detached is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.item_detached.cpu().numpy())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        """A saved unlearned model carries the detached-item table: create it before loading into it."""
+        if prefix + "item_override" in state_dict:
+            self._ensure_override()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def reset_rows(self, users: np.ndarray, items: np.ndarray, seed: int = 0) -> None:
+        """User rows drawn like a fresh model's; fully deleted items **detached** onto fresh rows of the
+        same scale (a fresh item row: no content, no memory of the MLPs' training)."""
+        super().reset_rows(users, items, seed)
+        if len(items) == 0:
+            return
+        gen = torch.Generator().manual_seed(seed + 1)
+        fresh = torch.empty(len(items), self.config.dim).normal_(0.0, 1.0 / math.sqrt(self.config.dim),
+                                                                  generator=gen)
+        self.detach_items(items, fresh)
+
+    @torch.no_grad()
+    def item_table_rows(self, pname: str, items: np.ndarray) -> torch.Tensor:
+        """For ``item_override``: a detached item's row, any other item's summed branch output ``z`` (eval
+        mode) — what its row would hold, so the item prior averages the never-positive items' real
+        representation, not the unused zero rows."""
+        if pname != "item_override":
+            return super().item_table_rows(pname, items)
+        was_training = self.training
+        self.eval()
+        try:
+            z = self._forward()[1][self.n_users:]
+        finally:
+            self.train(was_training)
+        return z[torch.as_tensor(np.asarray(items, dtype=np.int64), device=z.device)]
+
+    def items_with_rows(self, items: np.ndarray) -> np.ndarray:
+        if self.item_detached is None:
+            return np.zeros(len(items), dtype=bool)
+        return self.item_detached.cpu().numpy()[np.asarray(items, dtype=np.int64)]
 
     # ----- graphs ------------------------------------------------------------------------------
     def rebuild_graphs(self, train: sp.csr_matrix) -> None:
@@ -251,6 +329,10 @@ class MIGGT(Recommender):
     def _forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(final, summed branch output z, sample indices)`` for all nodes."""
         z = sum(self._diffuse(x, self.hops[b]) for b, x in self._branch_inputs().items())
+        if self.item_override is not None:
+            assert self.item_detached is not None
+            items = torch.where(self.item_detached[:, None], self.item_override, z[self.n_users:])
+            z = torch.cat([z[: self.n_users], items], dim=0)
         z = fast_dropout(z, self.config.out_dropout, self.training)
         if self.config.n_samples <= 0:
             return z, z, None
@@ -282,12 +364,14 @@ class MIGGT(Recommender):
         for m in self.modality_names:
             groups[f"{m}_mlp"] = [n for n, p in self.named_parameters() if n.startswith(f"mlp.{m}.")]
         groups["global_transformer"] = [n for n, _ in self.named_parameters() if n.startswith(("query.", "key."))]
+        if self.item_override is not None:
+            groups["detached_items"] = ["item_override"]
         return groups
 
     def modality_branches(self) -> dict[str, list[str]]:
         """``id``: ID tables and the (modality-agnostic) global transformer; each modality: its MLP."""
         groups = self.parameter_groups()
-        branches = {"id": [n for g in ("user_embedding", "item_embedding", "global_transformer")
+        branches = {"id": [n for g in ("user_embedding", "item_embedding", "global_transformer", "detached_items")
                            for n in groups.get(g, [])]}
         branches.update({m: groups[f"{m}_mlp"] for m in self.modality_names})
         return branches
@@ -296,6 +380,8 @@ class MIGGT(Recommender):
         tables = {"user_emb": "user"}
         if self.config.item_id_embedding:
             tables["item_emb"] = "item"
+        if self.item_override is not None:
+            tables["item_override"] = "item"
         return tables
 
     def init_std_of(self, pname: str) -> float | None:

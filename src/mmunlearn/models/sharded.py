@@ -246,6 +246,20 @@ class ShardedRecommender(Recommender):
         _, k, rest = pname.split(".", 2)
         return self.shards[int(k)].init_std_of(rest)
 
+    @torch.no_grad()
+    def reset_rows(self, users: np.ndarray, items: np.ndarray, seed: int = 0) -> None:
+        """Each shard resets its own rows its own way (MGCN restores feature rows, MIG-GT detaches items)."""
+        for k, shard in enumerate(self.shards):
+            shard.reset_rows(users, items, seed=seed + 7 * k)
+
+    def item_table_rows(self, pname: str, items: np.ndarray) -> torch.Tensor:
+        _, k, rest = pname.split(".", 2)
+        return self.shards[int(k)].item_table_rows(rest, items)
+
+    def items_with_rows(self, items: np.ndarray) -> np.ndarray:
+        """An item has a row only if it has one in every shard (each shard scores it)."""
+        return np.logical_and.reduce([s.items_with_rows(items) for s in self.shards])
+
     def describe(self) -> dict[str, Any]:
         sizes = np.bincount(self.assignment(), minlength=self.n_shards)
         return {"shards": self.n_shards, "partition": self.config.partition, "axis": self.axis,

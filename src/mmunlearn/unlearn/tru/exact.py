@@ -37,9 +37,8 @@ def apply_item_prior(model: Recommender, ctx: UnlearnContext, targets: TargetCon
         if kind != "item":
             continue
         table = params[pname]
-        ref = torch.as_tensor(reference, device=table.device)
         rows = torch.as_tensor(deleted, device=table.device)
-        table[rows] += table[ref].mean(0, keepdim=True)
+        table[rows] += model.item_table_rows(pname, reference).mean(0, keepdim=True)
     return {"item_prior": int(len(deleted)), "item_prior_reference": how}
 
 

@@ -80,24 +80,25 @@ def select_groups(sensitivity: dict[str, float], coverage: float,
 SHARED_RULES = ("auto", "always", "never")
 
 
-def shared_allowed(rule: str, tables: dict[str, str], items_pushed: bool) -> bool:
+def shared_allowed(rule: str, every_item_has_row: bool, rowless_items_pushed: bool) -> bool:
     """Whether shared (non-table) groups may join the push under ``rule``.
 
-    ``auto``: yes, unless the backbone has no item table and no fully deleted item is pushed. Where an
-    item is what shared modules make of it (MIG-GT: no item ID rows; items come from propagation and
-    the modality MLPs), every shared step moves every item's representation, while a deleted
-    interaction can be undone in its user's row alone: on Baby/MIG-GT's interaction request (grid seed
-    0, docs/BENCHMARKS.md §3.3) pushing through the modality MLPs ended 0.086 short of Retrain's
-    percentile at 0.88x its test NDCG@20, the user rows (shared modules taking only the 3 fully deleted
-    items' terms) 0.029 short at 0.98x. A fully deleted item has no row there, so its pairs need the
-    shared groups (and usually the repair). With item rows (MGCN, LightGCN) the coverage rule decides,
-    as before.
+    ``auto``: yes, unless some items have no row of their own (``every_item_has_row`` false) and no
+    pushed item lacks one. Where an item is what shared modules make of it (MIG-GT: no item ID rows;
+    items come from propagation and the modality MLPs), every shared step moves every item's
+    representation, while a deleted interaction can be undone in its user's row alone: on
+    Baby/MIG-GT's interaction request (grid seed 0, docs/BENCHMARKS.md §3.3) pushing through the
+    modality MLPs ended 0.086 short of Retrain's percentile at 0.88x its test NDCG@20, the user rows
+    (shared modules taking only the 3 fully deleted items' terms) 0.029 short at 0.98x. A fully deleted
+    item that the exact part detached onto a row of its own (MIG-GT's ``reset_rows``) needs no shared
+    module either; one without a row (``reset`` off) does. With item rows for every item (MGCN,
+    LightGCN) the coverage rule decides, as before.
     """
     if rule == "always":
         return True
     if rule == "never":
         return False
-    return "item" in tables.values() or items_pushed
+    return every_item_has_row or rowless_items_pushed
 
 
 def touched_rows(forget_users: np.ndarray, forget_items: np.ndarray, retain_train: sp.csr_matrix,

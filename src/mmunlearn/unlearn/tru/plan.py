@@ -123,9 +123,12 @@ def build_plan(model: Recommender, ctx: UnlearnContext, cfg: Any, rng: np.random
     if cfg.isolation:
         pgroups = model.parameter_groups()
         row_groups = {g for g, members in pgroups.items() if members and all(n in tables for n in members)}
-        shared_on = shared_allowed(cfg.shared, tables, bool((tg.kind[push] == KIND_ITEM).any()))
+        every_row = bool(model.items_with_rows(np.arange(applied.retain.n_items)).all())
+        pushed_items = np.unique(tg.pairs[push & (tg.kind == KIND_ITEM), 1])
+        rowless = bool((~model.items_with_rows(pushed_items)).any())
+        shared_on = shared_allowed(cfg.shared, every_row, rowless)
         groups_on = select_groups(sens, cfg.coverage if shared_on else 0.0, row_groups)
-        items_only = shared_on and cfg.shared == "auto" and "item" not in tables.values()
+        items_only = shared_on and cfg.shared == "auto" and not every_row
         params_on = [n for g in groups_on for n in pgroups[g]]
         users_on, items_on = touched_rows(forget_users, forget_items, applied.retain.train, cfg.row_hops)
         rows = {n: (users_on if tables[n] == "user" else items_on) for n in params_on if n in tables}
