@@ -206,7 +206,7 @@ class MIGGT(Recommender):
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(self.item_detached.cpu().numpy())
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """A saved unlearned model carries the detached-item table: create it before loading into it."""
         if prefix + "item_override" in state_dict:
             self._ensure_override()
