@@ -6,7 +6,9 @@ retain data holds none of the deleted pairs, and a deleted item is drawn there o
 direction Retrain moves it too. Why TRU needs it on some backbones: where an item is what shared modules
 make of it (MIG-GT has no item ID table), both the graph rebuild (every neighbour's normalisation
 changes) and the push on shared modality MLPs move every item's representation; on Baby/MIG-GT the
-rebuild alone cost about a quarter of valid NDCG@20 on an item request (docs/TRU.md §6b).
+rebuild alone cost about a quarter of valid NDCG@20 on an item request (docs/TRU.md §6b) — most of it the
+deleted items themselves flooding the rankings, which the exact part's detach now removes (§1.4), so on
+item requests the repair rarely triggers there any more.
 
 The repair is **triggered**, not always run: only when the model's valid NDCG@20 (users outside the
 request) has fallen more than ``trigger`` below the original's own valid NDCG@20. Where the row-local
