@@ -25,6 +25,7 @@ import torch
 
 from mmunlearn.checkpoint import load_checkpoint
 from mmunlearn.data.requests import AppliedRequest, apply_request, load_request
+from mmunlearn.errors import InputError
 from mmunlearn.evaluate.forgetting import rank_percentiles
 from mmunlearn.models.base import Recommender
 from mmunlearn.pipeline import load_data_and_model
@@ -70,10 +71,16 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     base = args.results / "models" / args.dataset / args.backbone
-    original = load_data_and_model(base / f"original-s{args.seed}")
-    applied = apply_request(original.data, load_request(
-        args.results / "requests" / args.dataset / f"{args.regime}-s{args.seed}.json"))
-    retrain_dir = next(iter(sorted((base / "retrain").glob(f"retrain-*-s{args.seed}"))))
+    try:
+        original = load_data_and_model(base / f"original-s{args.seed}")
+        applied = apply_request(original.data, load_request(
+            args.results / "requests" / args.dataset / f"{args.regime}-s{args.seed}.json"))
+    except InputError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    retrain_dirs = sorted((base / "retrain").glob(f"retrain-*-s{args.seed}"))
+    if not retrain_dirs:
+        raise SystemExit(f"error: no Retrain of seed {args.seed} under {base / 'retrain'} (the grid's models/ is needed)")
+    retrain_dir = retrain_dirs[0]
     ctx = UnlearnContext(original=original.model, applied=applied, model_name=args.backbone,
                          model_config=original.model.config, seed=args.seed)
     models = {"original": original.model,
