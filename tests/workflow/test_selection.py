@@ -6,20 +6,36 @@ import pytest
 
 from mmunlearn.unlearn.base import METHODS
 from mmunlearn.workflow.compare import compare_methods, markdown_table
-from mmunlearn.workflow.selection import Selector, choose, grid_configs, search_space
+from mmunlearn.workflow.selection import Selector, choose, grid_configs, search_space, work_done
 
 from ..unlearn.conftest import FAST_TRAIN, make_ctx
 
 
 def test_choose_min_proxy_among_admissible_then_max_valid():
-    scores = [{"D": 0.00, "V": 0.50, "seconds": 1},  # destructive: inadmissible (V < 0.9 * 1.0)
-              {"D": 0.050, "V": 0.99, "seconds": 1},
-              {"D": 0.020, "V": 0.95, "seconds": 1},
-              {"D": 0.023, "V": 0.97, "seconds": 1}]  # within the tie band of the best: higher V wins
+    scores = [{"D": 0.00, "V": 0.50, "work": 1},  # destructive: inadmissible (V < 0.9 * 1.0)
+              {"D": 0.050, "V": 0.99, "work": 1},
+              {"D": 0.020, "V": 0.95, "work": 1},
+              {"D": 0.023, "V": 0.97, "work": 1}]  # within the tie band of the best: higher V wins
     assert choose(scores, v_ref=1.0) == 3
-    # V within 1 % of the best among near-ties on D: the fastest wins
-    assert choose([{"D": 0.01, "V": 0.970, "seconds": 5}, {"D": 0.012, "V": 0.965, "seconds": 2}], 1.0) == 1
-    assert choose([{"D": 0.1, "V": 0.1, "seconds": 1}, {"D": 0.2, "V": 0.2, "seconds": 1}], v_ref=1.0) == 1
+    # V within 1 % of the best among near-ties on D: the one that did least work wins
+    assert choose([{"D": 0.01, "V": 0.970, "work": 5}, {"D": 0.012, "V": 0.965, "work": 2}], 1.0) == 1
+    assert choose([{"D": 0.1, "V": 0.1, "work": 1}, {"D": 0.2, "V": 0.2, "work": 1}], v_ref=1.0) == 1
+
+
+def test_last_tie_break_ignores_wall_time():
+    """The same scores must give the same choice however long each candidate took (load-dependent)."""
+    near = [{"D": 0.010, "V": 0.970, "work": 7, "seconds": 90.0},
+            {"D": 0.011, "V": 0.969, "work": 7, "seconds": 30.0},
+            {"D": 0.012, "V": 0.968, "work": 9, "seconds": 10.0}]
+    assert choose(near, 1.0) == 0  # equal work: the first in the grid, not the fastest by the clock
+    assert choose([{**s, "seconds": 100.0 - s["seconds"]} for s in near], 1.0) == 0
+
+
+def test_work_done_counts_nested_phases_and_hessian_products():
+    assert work_done({"method": "rebuild", "config": {}}) == 0
+    assert work_done({"steps": 4, "repair": {"ran": True, "steps": 30},
+                      "closing_repair": {"ran": False, "valid_ndcg@20": 0.1}}) == 34
+    assert work_done({"hvp_calls": 12, "solve": {"iterations": 11}}) == 12
 
 
 def test_grids_cover_every_method_and_expand():
@@ -49,7 +65,8 @@ def test_selector_uses_valid_and_proxy_only(trained, small_data):
     sel = Selector(ctx)
     cfg, report, res = sel.select("tru-no-gate")
     assert len(report["grid"]) == 4 and 0 <= report["chosen"] < 4
-    assert {"D", "V", "proxy_mean", "target_mean"} <= set(report["grid"][0])
+    assert {"D", "V", "proxy_mean", "target_mean", "work", "seconds"} <= set(report["grid"][0])
+    assert all(row["work"] > 0 for row in report["grid"])  # every candidate took reverse steps
     assert res.model is not None and cfg is not None
 
 

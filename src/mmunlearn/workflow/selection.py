@@ -15,7 +15,13 @@ The rule (docs/TRU.md §Selection):
    without Retrain; the guard only rejects destructive configurations.
 4. Among admissible configurations take those within ``TIE`` (0.005) of the smallest ``D``; among
    those, the ones within ``V_TIE`` (1 %, about the sampling noise of valid NDCG@20 on Baby) of the best
-   ``V``, and of these the fastest. If none is admissible, take the highest ``V``.
+   ``V``, and of these the one that did the least work (:func:`work_done`: optimiser steps and
+   Hessian-vector products the call logged; then the first in the grid). If none is admissible, take the
+   highest ``V``.
+
+The last tie-break counts work instead of timing it: wall time depends on what else the machine runs, so
+a timed tie-break made the same command on the same data pick another near-equal candidate from one run
+to the next (docs/BENCHMARKS.md §9h). Seconds are still measured and reported.
 
 Each method declares what is searched (``register_method(..., search=...)``); methods without
 hyper-parameters (``rebuild``, ``rebuild-reset``, ``retrain``) have a one-point grid. Settings the user
@@ -73,7 +79,8 @@ class Selector:
         pct = self.target.percentiles(result.model)
         d = abs(float(np.mean(pct)) - float(np.mean(self.target.target)))
         return {"D": d, "proxy_mean": float(np.mean(pct)), "target_mean": float(np.mean(self.target.target)),
-                "V": valid_utility(result.model, self.ctx.applied), "seconds": result.seconds}
+                "V": valid_utility(result.model, self.ctx.applied), "work": work_done(result.log),
+                "seconds": result.seconds}
 
     def select(self, name: str, fixed: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any], UnlearnResult]:
         """Run the grid of ``name`` (with ``fixed`` settings held constant); return the chosen config, the
@@ -87,7 +94,7 @@ class Selector:
         chosen = choose([sc for _, sc, _ in candidates], self.v_rebuild)
         cfg, _, best_result = candidates[chosen]
         report = {"rule": f"min |proxy gap| s.t. valid NDCG@20 >= (1-{UTILITY_SLACK}) x rebuild; "
-                          f"ties ({TIE}) -> valid within {V_TIE:.0%} of the best -> fastest",
+                          f"ties ({TIE}) -> valid within {V_TIE:.0%} of the best -> least work, first in grid",
                   "v_rebuild": self.v_rebuild, "chosen": chosen,
                   "fixed": dict(fixed or {}),
                   "grid": [{"config": {k: getattr(c, k) for k in searched}, **sc}
@@ -104,7 +111,22 @@ def choose(scores: list[dict[str, float]], v_ref: float) -> int:
     near = [k for k in ok if scores[k]["D"] <= d_min + TIE]
     v_best = max(scores[k]["V"] for k in near)
     good = [k for k in near if scores[k]["V"] >= (1.0 - V_TIE) * v_best]
-    return int(min(good, key=lambda k: scores[k]["seconds"]))
+    return int(min(good, key=lambda k: (scores[k]["work"], k)))
 
 
-__all__ = ["search_space", "Selector", "choose", "grid_configs", "UTILITY_SLACK", "TIE", "V_TIE"]
+def work_done(log: dict[str, Any]) -> int:
+    """A load-free measure of what an unlearning call cost, for the selection's last tie-break.
+
+    Counts what each method logs as its unit of work — each about one forward and backward pass of the
+    model: ``steps`` at the top level (the reverse loop, NegGrad's and MMRecUn's epochs' batches) and in
+    any phase logged as a mapping (TRU's ``repair`` and ``closing_repair``), and influence methods'
+    ``hvp_calls``. Methods without any (``rebuild``, ``rebuild-reset``) did none.
+    """
+    total = int(log.get("steps", 0)) + int(log.get("hvp_calls", 0))
+    for value in log.values():
+        if isinstance(value, dict) and "steps" in value:
+            total += int(value["steps"])
+    return total
+
+
+__all__ = ["search_space", "Selector", "choose", "work_done", "grid_configs", "UTILITY_SLACK", "TIE", "V_TIE"]
