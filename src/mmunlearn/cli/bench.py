@@ -1,4 +1,4 @@
-"""``mmunlearn bench run | report | speed`` and ``mmunlearn demo``."""
+"""``mmunlearn bench run | report | paired | overview | speed`` and ``mmunlearn demo``."""
 
 from __future__ import annotations
 
@@ -118,6 +118,23 @@ def paired(results_dirs, method_a, method_b) -> None:
 
     res = pooled_test(results_dirs, method_a, method_b)
     click.echo(wilcoxon_text(res, ", ".join(str(d) for d in results_dirs)).removeprefix("- "))
+
+
+@bench.command()
+@click.argument("manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write the Markdown here (default: print)")
+def overview(manifest, out) -> None:
+    """One table per backbone of TRU against SPEC's bars in every cell the MANIFEST's results folders hold
+    (TOML: one [section] per folder, see docs/results/overview.toml), with the paired tests vs MMRecUn."""
+    from mmunlearn.bench.overview import load_manifest, overview_markdown
+    from mmunlearn.io import atomic_write_text
+
+    text = overview_markdown(load_manifest(manifest), manifest)
+    if out is None:
+        click.echo(text)
+    else:
+        atomic_write_text(out, text)
+        click.echo(f"wrote {out}")
 
 
 @bench.command()

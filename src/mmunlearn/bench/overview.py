@@ -1,0 +1,214 @@
+"""Where TRU stands in every measured (backbone, dataset, regime) cell, against SPEC's bars, in one place.
+
+The measurements of a grid this size come from many results folders — one per session, dataset, seed or
+code change — and a folder can be superseded for one regime and not for the others. A *manifest* (TOML,
+one section per source) says which folder holds the current measurement of which cells and how to name
+their dataset (content included: "Sports (real text)"), so the overview is rebuilt from cell files by one
+command instead of being copied by hand; ``docs/results/overview.toml`` is the repository's own.
+
+Two folders may feed one cell (e.g. TRU rerun with newer code beside the older grid's MMRecUn) only when
+they were run on the same request: rows of one (dataset, backbone, regime, seed) with different request
+hashes are refused, and so is a method measured twice for one cell.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmunlearn.bench.grid.results import read_cells
+from mmunlearn.bench.report import flat_row, wilcoxon_abs_gap, wilcoxon_text
+from mmunlearn.config import build, load_config_file, option
+from mmunlearn.errors import InputError
+
+#: SPEC §6 / issue #11's bars, on the mean over seeds
+MAX_ABS_GAP = 0.03
+MIN_UTILITY = 0.97
+MIN_SPEEDUP = 20.0
+MAX_MIA_DIFF = 0.05
+MIN_SEEDS = 3
+REGIME_ORDER = ("user", "item", "interaction")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One manifest section: a results folder and what of it counts."""
+
+    folder: str = option("", "results folder, relative to the manifest's own folder")
+    dataset: str = option("", "the dataset's name in the overview, content included (e.g. 'Sports (real text)')")
+    backbones: tuple[str, ...] = option((), "only these backbones of the folder (empty: all)")
+    regimes: tuple[str, ...] = option((), "only these regimes of the folder (empty: all)")
+    methods: tuple[str, ...] = option((), "only these methods / references of the folder (empty: all)")
+    note: str = option("", "a remark printed under the backbone's table (e.g. why a cell is superseded)")
+
+
+@dataclass
+class CellSummary:
+    """TRU and its comparators in one (backbone, dataset, regime), means over the seeds TRU ran."""
+
+    backbone: str
+    dataset: str
+    regime: str
+    seeds: list[int]
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method → column → per seed
+    dates: set[str] = field(default_factory=set)
+
+    def mean(self, method: str, column: str) -> float | None:
+        vals = self.values.get(method, {}).get(column, [])
+        return float(np.mean(vals)) if vals else None
+
+    def std(self, method: str, column: str) -> float | None:
+        vals = self.values.get(method, {}).get(column, [])
+        return float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+
+    def misses(self) -> list[str]:
+        """The bars TRU's means miss here (empty: all met)."""
+        out = []
+        gap, util, speed = self.mean("tru", "gap"), self.mean("tru", "ndcg@20_vs_retrain"), self.mean("tru", "speedup")
+        mia, mia_rt = self.mean("tru", "mia_member_rate"), self.mean("tru", "mia_member_rate_retrain")
+        if gap is None or abs(gap) > MAX_ABS_GAP:
+            out.append("gap")
+        if util is None or util < MIN_UTILITY:
+            out.append("utility")
+        if speed is None or speed < MIN_SPEEDUP:
+            out.append("speed")
+        if mia is None or mia_rt is None or abs(mia - mia_rt) > MAX_MIA_DIFF:
+            out.append("MIA")
+        if len(self.seeds) < MIN_SEEDS:
+            out.append(f"seeds ({len(self.seeds)})")
+        return out
+
+
+def load_manifest(path: Path) -> list[tuple[Source, Path]]:
+    """The manifest's sources with their folders resolved; a missing folder or field is a one-line error."""
+    sections = load_config_file(path)
+    if not sections:
+        raise InputError(f"{path}: the manifest names no source (one [section] per results folder)")
+    sources = []
+    for name, table in sections.items():
+        src = build(Source, (f"{path} [{name}]", table))
+        if not src.folder or not src.dataset:
+            raise InputError(f"{path} [{name}]: 'folder' and 'dataset' are required")
+        folder = (Path(path).parent / src.folder).resolve()
+        if not (folder / "cells").is_dir():
+            raise InputError(f"{path} [{name}]: {folder} holds no cells/ (not a results folder)")
+        sources.append((src, folder))
+    return sources
+
+
+def collect_rows(sources: Sequence[tuple[Source, Path]]) -> list[dict[str, Any]]:
+    """Flat rows of every source's selected cells, ``dataset`` renamed to the manifest's name."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple, Path] = {}
+    requests: dict[tuple, tuple[str, Path]] = {}
+    for src, folder in sources:
+        for row in (flat_row(c) for c in read_cells(folder)):
+            if ((src.backbones and row["backbone"] not in src.backbones)
+                    or (src.regimes and row["regime"] not in src.regimes)
+                    or (src.methods and row["method"] not in src.methods)):
+                continue
+            row = {**row, "dataset": src.dataset, "source": str(folder)}
+            cell = (row["dataset"], row["backbone"], row["regime"], row["seed"])
+            key = (*cell, row["method"])
+            if key in seen:
+                raise InputError(f"{folder}: {'/'.join(map(str, key))} is also taken from {seen[key]}; "
+                                 "narrow one source's regimes/methods")
+            seen[key] = folder
+            digest = row.get("request_hash") or ""
+            if cell in requests and requests[cell][0] != digest:
+                raise InputError(f"{folder}: {'/'.join(map(str, cell))} was run on request {digest or '?'}, "
+                                 f"but {requests[cell][1]} on {requests[cell][0] or '?'}; only one request per cell")
+            requests.setdefault(cell, (digest, folder))
+            rows.append(row)
+    return rows
+
+
+COLUMNS = ("gap", "ks", "mia_member_rate", "mia_member_rate_retrain", "ndcg@20_vs_retrain", "speedup")
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> list[CellSummary]:
+    """One summary per (backbone, dataset, regime) where TRU ran, in manifest order of datasets."""
+    cells: dict[tuple[str, str, str], CellSummary] = {}
+    order = list(dict.fromkeys(r["dataset"] for r in rows))
+    for r in rows:
+        key = (r["backbone"], r["dataset"], r["regime"])
+        cell = cells.setdefault(key, CellSummary(*key, seeds=[]))
+        per_method = cell.values.setdefault(r["method"], defaultdict(list))
+        for col in COLUMNS:
+            if isinstance(r.get(col), int | float) and np.isfinite(r[col]):
+                per_method[col].append(float(r[col]))
+        if r["method"] == "tru":
+            cell.seeds.append(int(r["seed"]))
+            if r.get("date"):
+                cell.dates.add(str(r["date"])[:10])
+    out = [c for c in cells.values() if c.seeds]
+    for c in out:
+        c.seeds.sort()
+    regime_rank = {r: i for i, r in enumerate(REGIME_ORDER)}
+    return sorted(out, key=lambda c: (c.backbone, order.index(c.dataset), regime_rank.get(c.regime, 9)))
+
+
+def _fmt(value: float | None, fmt: str, std: float | None = None) -> str:
+    if value is None:
+        return "–"
+    text = fmt.format(value)
+    return text if std is None else f"{text} ± {fmt.format(std).lstrip('+')}"
+
+
+def backbone_table(cells: Sequence[CellSummary]) -> str:
+    lines = ["| dataset | regime | seeds | TRU gap | KS | MIA (Retrain) | N@20/RT | ×RT | MMRecUn gap | "
+             "rebuild-reset gap | Retrain 2nd seed gap | misses | measured |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for c in cells:
+        misses = c.misses()
+        mia = _fmt(c.mean("tru", "mia_member_rate"), "{:.3f}")
+        mia_rt = c.mean("tru", "mia_member_rate_retrain")
+        lines.append(
+            f"| {c.dataset} | {c.regime} | {len(c.seeds)} | {_fmt(c.mean('tru', 'gap'), '{:+.3f}', c.std('tru', 'gap'))} "
+            f"| {_fmt(c.mean('tru', 'ks'), '{:.3f}')} | {mia} ({_fmt(mia_rt, '{:.3f}')}) "
+            f"| {_fmt(c.mean('tru', 'ndcg@20_vs_retrain'), '{:.3f}')} | {_fmt(c.mean('tru', 'speedup'), '{:.0f}')} "
+            f"| {_fmt(c.mean('mmrecun', 'gap'), '{:+.3f}')} | {_fmt(c.mean('rebuild-reset', 'gap'), '{:+.3f}')} "
+            f"| {_fmt(c.mean('ref-retrain-noise', 'gap'), '{:+.3f}')} | {', '.join(misses) if misses else 'none'} "
+            f"| {' – '.join(sorted(c.dates)[::max(len(c.dates) - 1, 1)]) or '?'} |")
+    return "\n".join(lines)
+
+
+def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path) -> str:
+    """The overview: one table per backbone, the paired tests, the notes and the machines."""
+    rows = collect_rows(sources)
+    cells = summarise(rows)
+    parts = [f"# TRU across the measured grid (from `{manifest}`)", "",
+             f"Means over the seeds TRU ran. Bars (SPEC §6, issue #11): |gap| ≤ {MAX_ABS_GAP}, N@20/RT ≥ "
+             f"{MIN_UTILITY}, ×RT ≥ {MIN_SPEEDUP:.0f}, |MIA − Retrain's| ≤ {MAX_MIA_DIFF}, ≥ {MIN_SEEDS} seeds; "
+             "`misses` lists the bars a cell does not meet. ×RT is Retrain's seconds ÷ TRU's, measured on a "
+             "shared machine (see each folder's results.md for the load).", ""]
+    notes: dict[str, list[str]] = defaultdict(list)  # backbone → the notes of the sources it was read from
+    for src, folder in sources:
+        for backbone in dict.fromkeys(r["backbone"] for r in rows if r["source"] == str(folder)):
+            if src.note:
+                notes[backbone].append(f"{src.dataset}: {src.note}")
+    for backbone in sorted({c.backbone for c in cells}):
+        mine = [c for c in cells if c.backbone == backbone]
+        met = sum(not c.misses() for c in mine)
+        parts += [f"## {backbone}: {met} of {len(mine)} cells meet every bar", "", backbone_table(mine), ""]
+        parts += [f"- {n}" for n in notes.get(backbone, [])]
+        parts += ["", "Paired Wilcoxon of |gap|, TRU vs MMRecUn, this backbone's cells:",
+                  wilcoxon_text(wilcoxon_abs_gap([r for r in rows if r["backbone"] == backbone]), backbone), ""]
+    parts += ["## All cells pooled", "", wilcoxon_text(wilcoxon_abs_gap(rows), "every (backbone, dataset, regime, "
+                                                                          "seed) cell with both methods"), ""]
+    machines = sorted({str(r["machine"]).split(", load avg")[0] for r in rows if r.get("machine")})
+    parts += ["## Sources", ""] + [f"- `{src.folder}` → {src.dataset}"
+                                   + (f" ({', '.join(src.regimes)})" if src.regimes else "")
+                                   + (f" [{', '.join(src.methods)}]" if src.methods else "")
+                                   for src, _ in sources]
+    parts += ["", "Machines (each cell's load average is in its folder's results.csv): " + "; ".join(machines), ""]
+    return "\n".join(parts)
+
+
+__all__ = ["Source", "CellSummary", "load_manifest", "collect_rows", "summarise", "backbone_table",
+           "overview_markdown", "MAX_ABS_GAP", "MIN_UTILITY", "MIN_SPEEDUP", "MAX_MIA_DIFF", "MIN_SEEDS"]

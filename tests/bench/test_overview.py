@@ -1,0 +1,88 @@
+"""The cross-folder overview: cells assembled from a manifest, the bars, and what it refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mmunlearn.bench.grid import Cell
+from mmunlearn.bench.overview import collect_rows, load_manifest, overview_markdown, summarise
+from mmunlearn.cli import main
+from mmunlearn.errors import InputError
+from mmunlearn.io import atomic_write_json
+
+from .test_report import _cell
+
+GOOD = {"gap": -0.01, "ndcg@20_vs_retrain": 0.99, "speedup": 50.0, "mia_member_rate": 0.31,
+        "mia_member_rate_retrain": 0.30}
+
+
+def _write(folder: Path, regime: str, seed: int, method: str, request: str = "r", **row) -> None:
+    cell = _cell(regime, seed, method, **row)
+    cell["request"] = {"hash": f"{request}{regime}{seed}"}
+    atomic_write_json(Cell("synthetic", "lightgcn", regime, seed, method).path(folder), cell)
+
+
+def _manifest(path: Path, *sections: str) -> Path:
+    path.write_text("\n".join(sections) + "\n")
+    return path
+
+
+def test_overview_joins_folders_on_one_request_and_applies_the_bars(tmp_path):
+    for seed in (0, 1, 2):  # item: every bar met over three seeds
+        _write(tmp_path / "a", "item", seed, "tru", **GOOD)
+        _write(tmp_path / "a", "item", seed, "ref-retrain-noise", gap=0.002)
+    _write(tmp_path / "a", "user", 0, "tru", **{**GOOD, "gap": 0.05, "speedup": 10.0})  # gap, speed, 1 seed
+    for seed in (0, 1, 2):
+        _write(tmp_path / "b", "item", seed, "mmrecun", gap=-0.2)
+        _write(tmp_path / "b", "item", seed, "tru", gap=0.5)  # left out by the manifest's methods
+    manifest = _manifest(tmp_path / "m.toml", '[a]\nfolder = "a"\ndataset = "Toy (synthetic)"',
+                         '[b]\nfolder = "b"\ndataset = "Toy (synthetic)"\nmethods = ["mmrecun"]\n'
+                         'note = "MMRecUn from the older grid"')
+    cells = {c.regime: c for c in summarise(collect_rows(load_manifest(manifest)))}
+    assert cells["item"].seeds == [0, 1, 2] and cells["item"].misses() == []
+    assert cells["item"].mean("tru", "gap") == pytest.approx(-0.01)
+    assert cells["item"].mean("mmrecun", "gap") == pytest.approx(-0.2)
+    assert cells["user"].misses() == ["gap", "speed", "seeds (1)"]
+    text = overview_markdown(load_manifest(manifest), manifest)
+    assert "## lightgcn: 1 of 2 cells meet every bar" in text
+    assert "| Toy (synthetic) | item | 3 | -0.010 ± 0.000 |" in text and "MMRecUn from the older grid" in text
+    assert "n too small (n = 3" in text  # three paired cells: no p-value is claimed
+
+
+def test_overview_refuses_two_requests_or_one_method_twice_for_a_cell(tmp_path):
+    _write(tmp_path / "a", "item", 0, "tru", **GOOD)
+    _write(tmp_path / "b", "item", 0, "mmrecun", request="other", gap=-0.2)
+    _write(tmp_path / "c", "item", 0, "tru", **GOOD)
+    two_requests = _manifest(tmp_path / "m1.toml", '[a]\nfolder = "a"\ndataset = "T"', '[b]\nfolder = "b"\ndataset = "T"')
+    with pytest.raises(InputError, match="only one request per cell"):
+        collect_rows(load_manifest(two_requests))
+    twice = _manifest(tmp_path / "m2.toml", '[a]\nfolder = "a"\ndataset = "T"', '[c]\nfolder = "c"\ndataset = "T"')
+    with pytest.raises(InputError, match="is also taken from"):
+        collect_rows(load_manifest(twice))
+    apart = _manifest(tmp_path / "m3.toml", '[a]\nfolder = "a"\ndataset = "T"', '[c]\nfolder = "c"\ndataset = "U"')
+    assert len(collect_rows(load_manifest(apart))) == 2  # another dataset name: another cell
+
+
+@pytest.mark.parametrize("section, message", [
+    ('[a]\nfolder = "nowhere"\ndataset = "T"', "holds no cells/"),
+    ('[a]\nfolder = "a"', "'folder' and 'dataset' are required"),
+    ('[a]\nfolder = "a"\ndataset = "T"\nregime = ["item"]', "unknown Source key 'regime'"),
+])
+def test_bad_manifest_is_one_line_and_writes_nothing(tmp_path, section, message):
+    _write(tmp_path / "a", "item", 0, "tru", **GOOD)
+    manifest = _manifest(tmp_path / "m.toml", section)
+    out = tmp_path / "overview.md"
+    res = CliRunner().invoke(main, ["bench", "overview", str(manifest), "--out", str(out)])
+    assert res.exit_code != 0 and message in res.output and not out.exists()
+
+
+def test_cli_writes_the_overview(tmp_path):
+    _write(tmp_path / "a", "item", 0, "tru", **GOOD)
+    manifest = _manifest(tmp_path / "m.toml", '[a]\nfolder = "a"\ndataset = "T"')
+    out = tmp_path / "overview.md"
+    res = CliRunner().invoke(main, ["bench", "overview", str(manifest), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "| T | item | 1 |" in out.read_text() and "Machines" in out.read_text()
