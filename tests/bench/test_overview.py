@@ -86,3 +86,14 @@ def test_cli_writes_the_overview(tmp_path):
     res = CliRunner().invoke(main, ["bench", "overview", str(manifest), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "| T | item | 1 |" in out.read_text() and "Machines" in out.read_text()
+
+
+def test_committed_overview_is_what_its_manifest_gives():
+    """docs/results/overview.md must be the command's output on the committed folders, never hand-edited."""
+    root = Path(__file__).resolve().parents[2]
+    manifest = Path("docs/results/overview.toml")
+    if not (root / manifest).is_file():
+        pytest.skip("no committed overview in this checkout")
+    text = overview_markdown(load_manifest(root / manifest), manifest)
+    assert text == (root / "docs/results/overview.md").read_text(encoding="utf-8"), (
+        "regenerate: mmunlearn bench overview docs/results/overview.toml --out docs/results/overview.md")
