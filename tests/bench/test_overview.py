@@ -35,6 +35,7 @@ def test_overview_joins_folders_on_one_request_and_applies_the_bars(tmp_path):
         _write(tmp_path / "a", "item", seed, "tru", **GOOD)
         _write(tmp_path / "a", "item", seed, "ref-retrain-noise", gap=0.002)
     _write(tmp_path / "a", "user", 0, "tru", **{**GOOD, "gap": 0.05, "speedup": 10.0})  # gap, speed, 1 seed
+    _write(tmp_path / "a", "item", 0, "rebuild-reset", gap=-0.1)  # a comparator on fewer seeds says so
     for seed in (0, 1, 2):
         _write(tmp_path / "b", "item", seed, "mmrecun", gap=-0.2)
         _write(tmp_path / "b", "item", seed, "tru", gap=0.5)  # left out by the manifest's methods
@@ -49,6 +50,7 @@ def test_overview_joins_folders_on_one_request_and_applies_the_bars(tmp_path):
     text = overview_markdown(load_manifest(manifest), manifest)
     assert "## lightgcn: 1 of 2 cells meet every bar" in text
     assert "| Toy (synthetic) | item | 3 | -0.010 ± 0.000 |" in text and "MMRecUn from the older grid" in text
+    assert "| -0.200 | -0.100 (n = 1) | +0.002 | none |" in text
     assert "n too small (n = 3" in text  # three paired cells: no p-value is claimed
 
 

@@ -160,6 +160,13 @@ def _fmt(value: float | None, fmt: str, std: float | None = None) -> str:
     return text if std is None else f"{text} ± {fmt.format(std).lstrip('+')}"
 
 
+def _comparator(cell: CellSummary, method: str) -> str:
+    """A comparator's mean gap, with its seed count where it ran on fewer seeds than TRU."""
+    n = len(cell.values.get(method, {}).get("gap", []))
+    text = _fmt(cell.mean(method, "gap"), "{:+.3f}")
+    return text if n in (0, len(cell.seeds)) else f"{text} (n = {n})"
+
+
 def backbone_table(cells: Sequence[CellSummary]) -> str:
     lines = ["| dataset | regime | seeds | TRU gap | KS | MIA (Retrain) | N@20/RT | ×RT | MMRecUn gap | "
              "rebuild-reset gap | Retrain 2nd seed gap | misses | measured |",
@@ -172,8 +179,8 @@ def backbone_table(cells: Sequence[CellSummary]) -> str:
             f"| {c.dataset} | {c.regime} | {len(c.seeds)} | {_fmt(c.mean('tru', 'gap'), '{:+.3f}', c.std('tru', 'gap'))} "
             f"| {_fmt(c.mean('tru', 'ks'), '{:.3f}')} | {mia} ({_fmt(mia_rt, '{:.3f}')}) "
             f"| {_fmt(c.mean('tru', 'ndcg@20_vs_retrain'), '{:.3f}')} | {_fmt(c.mean('tru', 'speedup'), '{:.0f}')} "
-            f"| {_fmt(c.mean('mmrecun', 'gap'), '{:+.3f}')} | {_fmt(c.mean('rebuild-reset', 'gap'), '{:+.3f}')} "
-            f"| {_fmt(c.mean('ref-retrain-noise', 'gap'), '{:+.3f}')} | {', '.join(misses) if misses else 'none'} "
+            f"| {_comparator(c, 'mmrecun')} | {_comparator(c, 'rebuild-reset')} "
+            f"| {_comparator(c, 'ref-retrain-noise')} | {', '.join(misses) if misses else 'none'} "
             f"| {' – '.join(sorted(c.dates)[::max(len(c.dates) - 1, 1)]) or '?'} |")
     return "\n".join(lines)
 
