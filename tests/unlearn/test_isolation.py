@@ -53,8 +53,8 @@ def test_pair_rows_user_leaves_every_item_row_of_an_interaction_request_alone(tr
     # a deleted interaction costs its item one of many likers: with pair_rows = "user" only the users'
     # rows carry the push and every row of an item that keeps some history comes back bit-identical
     ctx = make_ctx(trained, small_data, "interaction", ratio=0.05)
-    both = build_method("tru", tol=0.0, epochs=2).run(ctx)
-    users_only = build_method("tru", tol=0.0, epochs=2, pair_rows="user", repair_epochs=0.0).run(ctx)  # the repair is never isolated
+    both = build_method("tru", tol=0.0, epochs=2, pair_rows="both").run(ctx)
+    users_only = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.0).run(ctx)  # the default; the repair is never isolated
     kept = np.setdiff1d(np.arange(small_data.n_items), ctx.applied.deleted_items)  # a fully deleted item
     # is an item-kind pair's: its row is pushed (and re-initialised) under either setting
     assert not torch.equal(both.model.item_emb[kept], ctx.original.item_emb[kept])

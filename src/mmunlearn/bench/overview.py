@@ -193,7 +193,8 @@ def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path) ->
              f"Means over the seeds TRU ran. Bars (SPEC §6, issue #11): |gap| ≤ {MAX_ABS_GAP}, N@20/RT ≥ "
              f"{MIN_UTILITY}, ×RT ≥ {MIN_SPEEDUP:.0f}, |MIA − Retrain's| ≤ {MAX_MIA_DIFF}, ≥ {MIN_SEEDS} seeds; "
              "`misses` lists the bars a cell does not meet. ×RT is Retrain's seconds ÷ TRU's, measured on a "
-             "shared machine (see each folder's results.md for the load).", ""]
+             "shared machine (see each folder's results.md for the load). TRU rows are what TRU's defaults were on "
+             "each cell's date (docs/CHANGELOG.md lists when a default changed).", ""]
     notes: dict[str, list[str]] = defaultdict(list)  # backbone → the notes of the sources it was read from
     for src, folder in sources:
         for backbone in dict.fromkeys(r["backbone"] for r in rows if r["source"] == str(folder)):

@@ -93,9 +93,10 @@ class TRUConfig:
                                  "unless the backbone has no item rows and no fully deleted item is pushed "
                                  "(isolation.py)")
     row_hops: int = option(0, "rings of retain-graph neighbours added to the touched embedding rows", ge=0)
-    pair_rows: str = option("both", "rows a deleted interaction (pair kind) may write: 'both' its user's and "
-                                    "its item's, or 'user' only (an item keeps most of its history when one "
-                                    "interaction goes; its row is every other liker's too)",
+    pair_rows: str = option("user", "rows a deleted interaction (pair kind) may write: 'user' its user's only "
+                                    "(an item keeps most of its history when one interaction goes; its row is "
+                                    "every other liker's too), or 'both' its user's and its item's (the default "
+                                    "until 2026-12-07, docs/TRU.md §6d)",
                             choices=("both", "user"))
     # --- targets ---
     item_buckets: int = option(10, "item-popularity buckets of the valid-pair reference", gt=0)
