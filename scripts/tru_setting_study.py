@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from mmunlearn.bench.grid import config_from_record, load_group, machine, now, read_grid
+from mmunlearn.bench.report import format_mean_std, mean_std
 from mmunlearn.errors import InputError
 from mmunlearn.evaluate.forgetting import evaluate_forgetting, result_row
 from mmunlearn.evaluate.mia import audit_forget_set, fit_membership_attack
@@ -76,16 +77,6 @@ def study_group(results: Path, dataset: str, backbone: str, regime: str, seed: i
             "setting": setting, "rows": rows}
 
 
-def fmt(value: float | None, spec: str) -> str:
-    return "–" if value is None else spec.format(value)
-
-
-def mean_of(rows: list[dict[str, Any]], key: str) -> float | None:
-    """Mean of ``key`` over the rows that have it (the 2nd-seed Retrain row went through no selection)."""
-    values = [r[key] for r in rows if key in r]
-    return float(np.mean(values)) if values else None
-
-
 def markdown(groups: list[dict[str, Any]], results: Path, setting: str, values: list[str]) -> str:
     lines = [f"# `{setting}` study on `{results}`", "",
              f"TRU selected by the grid's rule under each value of `{setting}`; judged against the grid's Retrain. "
@@ -106,7 +97,8 @@ def markdown(groups: list[dict[str, Any]], results: Path, setting: str, values: 
                          f"{r['forget_recall@20']:.4f} ({r['forget_recall@20_retrain']:.4f}) | "
                          f"{r['mia_member_rate']:.3f} ({r['mia_member_rate_retrain']:.3f}) | "
                          f"{r['ndcg@20_vs_retrain']:.3f} | "
-                         f"{fmt(r.get('valid_ndcg@20_vs_rebuild'), '{:.3f}')} | {fmt(r.get('proxy_gap'), '{:.4f}')} | "
+                         f"{format_mean_std('{:.3f}', r.get('valid_ndcg@20_vs_rebuild'), None)} | "
+                         f"{format_mean_std('{:.4f}', r.get('proxy_gap'), None)} | "
                          f"{chosen_text} | "
                          f"{r.get('steps', '')} |")
     lines += ["", "Mean over seeds:", "",
@@ -121,7 +113,7 @@ def markdown(groups: list[dict[str, Any]], results: Path, setting: str, values: 
                          f"{np.mean([r['forget_recall@20'] - r['forget_recall@20_retrain'] for r in rs]):+.4f} | "
                          f"{np.mean([r['mia_member_rate'] - r['mia_member_rate_retrain'] for r in rs]):+.3f} | "
                          f"{np.mean([r['ndcg@20_vs_retrain'] for r in rs]):.3f} | "
-                         f"{fmt(mean_of(rs, 'valid_ndcg@20_vs_rebuild'), '{:.3f}')} |")
+                         f"{format_mean_std('{:.3f}', mean_std(rs, 'valid_ndcg@20_vs_rebuild')[0], None)} |")
     return "\n".join(lines) + "\n"
 
 

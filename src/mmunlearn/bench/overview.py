@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mmunlearn.bench.grid.results import read_cells
-from mmunlearn.bench.report import flat_row, wilcoxon_abs_gap, wilcoxon_text
+from mmunlearn.bench.report import flat_row, format_mean_std, mean_std, wilcoxon_abs_gap, wilcoxon_text
 from mmunlearn.config import build, load_config_file, option
+from mmunlearn.data.requests import REGIMES
 from mmunlearn.errors import InputError
 
 #: SPEC §6 / issue #11's bars, on the mean over seeds
@@ -32,7 +31,6 @@ MIN_UTILITY = 0.97
 MIN_SPEEDUP = 20.0
 MAX_MIA_DIFF = 0.05
 MIN_SEEDS = 3
-REGIME_ORDER = ("user", "item", "interaction")
 
 
 @dataclass(frozen=True)
@@ -55,16 +53,17 @@ class CellSummary:
     dataset: str
     regime: str
     seeds: list[int]
-    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method → column → per seed
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))  # method → per seed
     dates: set[str] = field(default_factory=set)
 
     def mean(self, method: str, column: str) -> float | None:
-        vals = self.values.get(method, {}).get(column, [])
-        return float(np.mean(vals)) if vals else None
+        return mean_std(self.rows.get(method, []), column)[0]
 
     def std(self, method: str, column: str) -> float | None:
-        vals = self.values.get(method, {}).get(column, [])
-        return float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+        return mean_std(self.rows.get(method, []), column)[1]
+
+    def count(self, method: str, column: str) -> int:
+        return mean_std(self.rows.get(method, []), column)[2]
 
     def misses(self) -> list[str]:
         """The bars TRU's means miss here (empty: all met)."""
@@ -128,9 +127,6 @@ def collect_rows(sources: Sequence[tuple[Source, Path]]) -> list[dict[str, Any]]
     return rows
 
 
-COLUMNS = ("gap", "ks", "mia_member_rate", "mia_member_rate_retrain", "ndcg@20_vs_retrain", "speedup")
-
-
 def summarise(rows: Sequence[dict[str, Any]]) -> list[CellSummary]:
     """One summary per (backbone, dataset, regime) where TRU ran, in manifest order of datasets."""
     cells: dict[tuple[str, str, str], CellSummary] = {}
@@ -138,10 +134,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[CellSummary]:
     for r in rows:
         key = (r["backbone"], r["dataset"], r["regime"])
         cell = cells.setdefault(key, CellSummary(*key, seeds=[]))
-        per_method = cell.values.setdefault(r["method"], defaultdict(list))
-        for col in COLUMNS:
-            if isinstance(r.get(col), int | float) and np.isfinite(r[col]):
-                per_method[col].append(float(r[col]))
+        cell.rows[r["method"]].append(r)
         if r["method"] == "tru":
             cell.seeds.append(int(r["seed"]))
             if r.get("date"):
@@ -149,22 +142,19 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[CellSummary]:
     out = [c for c in cells.values() if c.seeds]
     for c in out:
         c.seeds.sort()
-    regime_rank = {r: i for i, r in enumerate(REGIME_ORDER)}
+    regime_rank = {r: i for i, r in enumerate(REGIMES)}
     return sorted(out, key=lambda c: (c.backbone, order.index(c.dataset), regime_rank.get(c.regime, 9)))
-
-
-def _fmt(value: float | None, fmt: str, std: float | None = None) -> str:
-    if value is None:
-        return "–"
-    text = fmt.format(value)
-    return text if std is None else f"{text} ± {fmt.format(std).lstrip('+')}"
 
 
 def _comparator(cell: CellSummary, method: str) -> str:
     """A comparator's mean gap, with its seed count where it ran on fewer seeds than TRU."""
-    n = len(cell.values.get(method, {}).get("gap", []))
-    text = _fmt(cell.mean(method, "gap"), "{:+.3f}")
+    n = cell.count(method, "gap")
+    text = format_mean_std("{:+.3f}", cell.mean(method, "gap"), None)
     return text if n in (0, len(cell.seeds)) else f"{text} (n = {n})"
+
+
+def _tru(cell: CellSummary, column: str, fmt: str) -> str:
+    return format_mean_std(fmt, cell.mean("tru", column), None)
 
 
 def backbone_table(cells: Sequence[CellSummary]) -> str:
@@ -173,15 +163,14 @@ def backbone_table(cells: Sequence[CellSummary]) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for c in cells:
         misses = c.misses()
-        mia = _fmt(c.mean("tru", "mia_member_rate"), "{:.3f}")
-        mia_rt = c.mean("tru", "mia_member_rate_retrain")
-        lines.append(
-            f"| {c.dataset} | {c.regime} | {len(c.seeds)} | {_fmt(c.mean('tru', 'gap'), '{:+.3f}', c.std('tru', 'gap'))} "
-            f"| {_fmt(c.mean('tru', 'ks'), '{:.3f}')} | {mia} ({_fmt(mia_rt, '{:.3f}')}) "
-            f"| {_fmt(c.mean('tru', 'ndcg@20_vs_retrain'), '{:.3f}')} | {_fmt(c.mean('tru', 'speedup'), '{:.0f}')} "
-            f"| {_comparator(c, 'mmrecun')} | {_comparator(c, 'rebuild-reset')} "
-            f"| {_comparator(c, 'ref-retrain-noise')} | {', '.join(misses) if misses else 'none'} "
-            f"| {' – '.join(sorted(c.dates)[::max(len(c.dates) - 1, 1)]) or '?'} |")
+        dates = sorted(c.dates)[::max(len(c.dates) - 1, 1)]  # the first and the last
+        cols = [c.dataset, c.regime, str(len(c.seeds)), format_mean_std("{:+.3f}", c.mean("tru", "gap"), c.std("tru", "gap")),
+                _tru(c, "ks", "{:.3f}"),
+                f"{_tru(c, 'mia_member_rate', '{:.3f}')} ({_tru(c, 'mia_member_rate_retrain', '{:.3f}')})",
+                _tru(c, "ndcg@20_vs_retrain", "{:.3f}"), _tru(c, "speedup", "{:.0f}"),
+                _comparator(c, "mmrecun"), _comparator(c, "rebuild-reset"), _comparator(c, "ref-retrain-noise"),
+                ", ".join(misses) if misses else "none", " – ".join(dates) or "?"]
+        lines.append("| " + " | ".join(cols) + " |")
     return "\n".join(lines)
 
 
@@ -197,9 +186,10 @@ def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path) ->
              "each cell's date (docs/CHANGELOG.md lists when a default changed).", ""]
     notes: dict[str, list[str]] = defaultdict(list)  # backbone → the notes of the sources it was read from
     for src, folder in sources:
+        if not src.note:
+            continue
         for backbone in dict.fromkeys(r["backbone"] for r in rows if r["source"] == str(folder)):
-            if src.note:
-                notes[backbone].append(f"{src.dataset}: {src.note}")
+            notes[backbone].append(f"{src.dataset}: {src.note}")
     for backbone in sorted({c.backbone for c in cells}):
         mine = [c for c in cells if c.backbone == backbone]
         met = sum(not c.misses() for c in mine)

@@ -138,7 +138,7 @@ def mean_std(rows: Sequence[dict[str, Any]], key: str) -> tuple[float | None, fl
     return float(v.mean()), (float(v.std(ddof=1)) if len(v) > 1 else None), len(v)
 
 
-def _fmt(fmt: str, mean: float | None, std: float | None) -> str:
+def format_mean_std(fmt: str, mean: float | None, std: float | None) -> str:
     if mean is None:
         return "–"
     text = fmt.format(mean)
@@ -190,7 +190,7 @@ def markdown_group_table(table: dict[str, list[dict[str, Any]]], regime: str, me
             mean, std, _ = mean_std(rows, c.key)
             if c.key in ("speedup", "seconds") and method == "ref-original":
                 mean = None  # the original costs nothing: no seconds, no speed-up
-            text = _fmt(c.fmt, mean, std)
+            text = format_mean_std(c.fmt, mean, std)
             if method in bold[c.key] and text != "–":
                 text = f"**{text}**"
             cells.append(text)
@@ -435,7 +435,7 @@ def demo_table(cells: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
         if method not in by:
             continue
         rs = by[method]
-        cells_txt = [_fmt(fmt, mean_std(rs, key)[0], None) for key, _, fmt in DEMO_COLUMNS]
+        cells_txt = [format_mean_std(fmt, mean_std(rs, key)[0], None) for key, _, fmt in DEMO_COLUMNS]
         mia, rt_mia = mean_std(rs, "mia_member_rate")[0], mean_std(rs, "mia_member_rate_retrain")[0]
         cells_txt.append("–" if mia is None else f"{mia:.3f} ({rt_mia:.3f})")
         cu, ci = mean_std(rs, "cka_user")[0], mean_std(rs, "cka_item")[0]
@@ -451,4 +451,4 @@ def demo_table(cells: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
 
 
 __all__ = ["write_report", "Report", "COLUMNS", "wilcoxon_abs_gap", "markdown_group_table", "best_rows",
-           "demo_table", "flat_row", "to_csv", "MIN_WILCOXON_PAIRS"]
+           "demo_table", "flat_row", "to_csv", "mean_std", "format_mean_std", "MIN_WILCOXON_PAIRS"]
