@@ -1,12 +1,17 @@
-"""A grid killed mid-way resumes without recomputing (or rewriting) finished cells."""
+"""A grid killed mid-way resumes without recomputing (or rewriting) finished cells; --rerun recomputes the
+named methods' cells only."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
+
 from mmunlearn.bench.grid import SLOW_CELL_ENV, read_cells, run_grid
+from mmunlearn.errors import InputError
 from tests.bench.conftest import tiny_config, write_toml
 
 AUDITS_OFF = dict(mia=False, user_attack=False, cka=False, overlap=False, methods=["rebuild", "rebuild-reset"])
@@ -44,3 +49,31 @@ def test_killed_grid_resumes_without_recomputing(tmp_path):
         assert (path.stat().st_ino, path.stat().st_mtime_ns) == stat, f"{path} was rewritten"
     assert original.stat().st_mtime_ns == original_stat  # the original was loaded, not retrained
     assert len(read_cells(out)) == 5 and (out / "results.md").is_file()
+
+
+def test_rerun_recomputes_only_the_named_methods_cells_on_the_same_models(tmp_path):
+    out = tmp_path / "res"
+    cfg = tiny_config(**AUDITS_OFF)
+    run_grid(cfg, out, show_progress=False, report=False)
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "cells").rglob("*.json")}
+    original = out / "models/synthetic/lightgcn/original-s0/meta.json"
+    original_stat = original.stat().st_mtime_ns
+
+    res = run_grid(cfg, out, show_progress=False, report=False, rerun=["rebuild"])
+    assert [c.method for c in res.computed] == ["rebuild"] and res.skipped == 4
+    for path, stat in before.items():
+        rewritten = (path.stat().st_ino, path.stat().st_mtime_ns) != stat
+        assert rewritten == (path.name == "rebuild.json"), path
+    assert original.stat().st_mtime_ns == original_stat  # the original was loaded, not retrained
+    runs = json.loads((out / "grid.json").read_text())["runs"]
+    assert "rerun" not in runs[0] and runs[-1]["rerun"] == ["rebuild"]
+
+
+def test_rerun_of_a_method_the_grid_lacks_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "res"
+    cfg = tiny_config(**AUDITS_OFF)
+    run_grid(cfg, out, show_progress=False, report=False)
+    record = (out / "grid.json").read_bytes()
+    with pytest.raises(InputError, match="--rerun tru: not a method of this grid"):
+        run_grid(cfg, out, show_progress=False, report=False, rerun=["tru"])
+    assert (out / "grid.json").read_bytes() == record

@@ -35,6 +35,14 @@ def test_bench_run_and_refusal_are_one_line(tmp_path):
                                     "--methods", "rebuild,rebuild-reset", "--extend"])
     assert res.exit_code == 0, res.output
     assert "1 cell(s) computed, 4 reused" in res.output
+    res = CliRunner().invoke(main, ["bench", "run", "--config", str(cfg), "--out", str(out), "--quiet",
+                                    "--methods", "rebuild,rebuild-reset", "--rerun", "rebuild"])
+    assert res.exit_code == 0, res.output
+    assert "1 cell(s) computed, 4 reused" in res.output
+    res = CliRunner().invoke(main, ["bench", "run", "--config", str(cfg), "--out", str(out), "--quiet",
+                                    "--methods", "rebuild,rebuild-reset", "--rerun", "tru"])
+    errors = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(errors) == 1 and "--rerun tru: not a method of this grid" in errors[0]
     res = CliRunner().invoke(main, ["bench", "report", str(out), "--no-plots"])
     assert res.exit_code == 0 and "results.csv" in res.output
 

@@ -64,12 +64,14 @@ def bench() -> None:
 @click.option("--cka/--no-cka", default=None, help="linear CKA audit")
 @click.option("--overlap/--no-overlap", default=None, help="top-K Jaccard audit")
 @click.option("--extend", is_flag=True, help="allow adding cells to a results folder made with a subset grid")
+@click.option("--rerun", help="comma-separated methods whose finished cells are computed again (e.g. after a "
+                               "default changed) on the folder's own originals, requests and Retrains")
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu or cuda")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch threads (1 on a shared machine)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run(config_file, out, datasets, backbones, regimes, methods, seeds, ratio, selection, user_subsample, epochs,
         min_epochs, patience, lr, batch_size, model_sets, method_sets, sets, select, mia, user_attack, cka, overlap,
-        extend, device, threads, quiet) -> None:
+        extend, rerun, device, threads, quiet) -> None:
     """Run a grid datasets × backbones × regimes × methods × seeds into OUT (resumable), then report.
 
     Originals and Retrain (plus a second-seed Retrain, the noise floor) are trained once and shared by
@@ -86,7 +88,7 @@ def run(config_file, out, datasets, backbones, regimes, methods, seeds, ratio, s
              "model_sets": list(model_sets) or None, "method_sets": list(method_sets) or None}
     cfg = grid_config(file_layer(config_file), ("--set", parse_sets(sets)), ("command line", flags))
     res = run_grid(cfg, out, extend=extend, device=device, threads=threads, show_progress=not quiet,
-                   echo=click.echo)
+                   echo=click.echo, rerun=_split(rerun) or ())
     click.echo(f"grid {res.hash[:12]}: {len(res.computed)} cell(s) computed, {res.skipped} reused "
                f"({res.seconds:.0f} s); report: {out / 'results.md'}, {out / 'results.csv'}, {out / 'plots'}")
 

@@ -72,12 +72,17 @@ def _differences(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
 
 
 def bind_results_dir(out: Path, cfg: GridConfig, *, extend: bool = False, device: str = "cpu",
-                     threads: int = 1) -> dict[str, Any]:
-    """Create or check ``out/grid.json``; refuse a different grid unless ``extend`` and a superset."""
+                     threads: int = 1, rerun: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Create or check ``out/grid.json``; refuse a different grid unless ``extend`` and a superset.
+
+    Each run is appended to the record, with the methods it re-ran: a reader of the folder can tell that
+    those cells are newer than the references they were judged against."""
     out = Path(out)
     path = out / GRID_FILE
     new_canon, new_hash = cfg.as_record(), cfg.hash()
     run = {"started": now(), "device": device, "threads": threads, "machine": machine(), "hash": new_hash}
+    if rerun:
+        run["rerun"] = list(rerun)
     if path.is_file():
         try:
             record = json.loads(path.read_text(encoding="utf-8"))

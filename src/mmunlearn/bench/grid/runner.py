@@ -1,12 +1,13 @@
 """Running a grid: group by group — one group is (dataset, backbone, seed, regime) — sharing the
 original, the request, both Retrains and the fitted attacks inside a group, writing each cell as soon as
-it is finished. Interrupted, it resumes where it stopped; finished cells are never recomputed."""
+it is finished. Interrupted, it resumes where it stopped; finished cells are never recomputed unless a
+method is named to be re-run."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,21 +54,30 @@ Echo = Callable[[str], None]
 
 
 def run_grid(cfg: GridConfig, out: Path, *, extend: bool = False, device: str = "cpu", threads: int = 1,
-             show_progress: bool = True, echo: Echo | None = None, report: bool = True) -> GridRun:
-    """Run every missing cell of ``cfg`` into ``out`` (resumable), then write the report."""
+             show_progress: bool = True, echo: Echo | None = None, report: bool = True,
+             rerun: Sequence[str] = ()) -> GridRun:
+    """Run every missing cell of ``cfg`` into ``out`` (resumable), then write the report.
+
+    ``rerun`` names methods whose finished cells are computed again — after a method's default changed,
+    its new figures on the very originals, requests and Retrains the old ones used (nothing is retrained).
+    An old cell is replaced only when its new one is written, so an interrupted rerun leaves a folder whose
+    every cell is complete (each cell records the method config it ran).
+    """
     from mmunlearn.progress import progress_bar
 
     cfg = cfg.normalised().validate()
+    rerun = _check_rerun(cfg, rerun)
     out = Path(out)
     torch.set_num_threads(max(1, threads))
     resolve_device(device)
-    record = bind_results_dir(out, cfg, extend=extend, device=device, threads=threads)
+    record = bind_results_dir(out, cfg, extend=extend, device=device, threads=threads, rerun=rerun)
     say = echo or (lambda _msg: None)
     start = time.perf_counter()
-    todo = [c for c in cfg.cells() if not c.path(out).is_file()]
+    todo = [c for c in cfg.cells() if c.method in rerun or not c.path(out).is_file()]
     result = GridRun(out=out, hash=record["hash"], skipped=len(cfg.cells()) - len(todo))
     if result.skipped:
-        say(f"resuming {out}: {result.skipped} finished cell(s) kept, {len(todo)} to run")
+        say(f"resuming {out}: {result.skipped} finished cell(s) kept, {len(todo)} to run"
+            + (f" (re-running {', '.join(rerun)})" if rerun else ""))
     runner = GroupRunner(cfg, out, device=device, echo=say)
     delay = float(os.environ.get(SLOW_CELL_ENV, "0") or 0)
     with progress_bar(total=len(todo), desc="bench", enabled=show_progress) as bar:
@@ -87,6 +97,16 @@ def run_grid(cfg: GridConfig, out: Path, *, extend: bool = False, device: str = 
 
         write_report(out)
     return result
+
+
+def _check_rerun(cfg: GridConfig, rerun: Sequence[str]) -> tuple[str, ...]:
+    """The methods to re-run, each one of the grid's methods (a reference is never re-run: every method
+    cell of the folder was judged against it)."""
+    names = tuple(dict.fromkeys(rerun))
+    for name in names:
+        if name not in cfg.methods:
+            raise InputError(f"--rerun {name}: not a method of this grid (methods: {', '.join(cfg.methods)})")
+    return names
 
 
 @dataclass
