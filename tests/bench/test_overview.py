@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from mmunlearn.bench.grid import Cell
-from mmunlearn.bench.overview import collect_rows, load_manifest, overview_markdown, summarise
+from mmunlearn.bench.overview import collect_rows, load_manifest, off_default, overview_markdown, summarise
 from mmunlearn.cli import main
 from mmunlearn.errors import InputError
 from mmunlearn.io import atomic_write_json
@@ -99,3 +100,32 @@ def test_committed_overview_is_what_its_manifest_gives():
     text = overview_markdown(load_manifest(root / manifest), manifest)
     assert text == (root / "docs/results/overview.md").read_text(encoding="utf-8"), (
         "regenerate: mmunlearn bench overview docs/results/overview.toml --out docs/results/overview.md")
+
+
+def _tru_cell(regime: str, config: dict, searched: tuple[str, ...] = ()) -> dict:
+    return {"cell": {"regime": regime}, "log": {"config": config},
+            "selection": {"grid": [{"config": {k: 0 for k in searched}}]}}
+
+
+def test_off_default_names_what_a_cell_ran_differently_where_it_acts():
+    defaults = {"pair_rows": "user", "lr": 100.0, "repair_close": True, "item_reference": "never-positive"}
+    old = {"pair_rows": "both", "lr": 50.0, "item_reference": "never-positive"}
+    # the changed default acts on deleted interactions; the searched lr never counts; a setting added later
+    # is named as absent
+    assert off_default(_tru_cell("interaction", old, searched=("lr",)), defaults) == (
+        "pair_rows=both", "repair_close absent")
+    assert off_default(_tru_cell("user", old, searched=("lr",)), defaults) == ("repair_close absent",)
+    assert off_default(_tru_cell("item", {**defaults, "lr": 50.0}), defaults) == ("lr=50.0",)  # not searched here
+
+
+def test_overview_flags_seeds_that_ran_an_older_default(tmp_path):
+    for seed, pair_rows in ((0, "both"), (1, "user"), (2, "user")):
+        _write(tmp_path / "a", "interaction", seed, "tru", **GOOD)
+        path = Cell("synthetic", "lightgcn", "interaction", seed, "tru").path(tmp_path / "a")
+        cell = json.loads(path.read_text())
+        cell["log"] = {"config": {"pair_rows": pair_rows}}
+        atomic_write_json(path, cell)
+    manifest = _manifest(tmp_path / "m.toml", '[a]\nfolder = "a"\ndataset = "Synthetic"')
+    text = overview_markdown(load_manifest(manifest), manifest)
+    row = next(line for line in text.splitlines() if line.startswith("| Synthetic | interaction"))
+    assert "pair_rows=both (1/3)" in row

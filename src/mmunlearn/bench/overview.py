@@ -13,7 +13,7 @@ hashes are refused, and so is a method measured twice for one cell.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,11 @@ MIN_UTILITY = 0.97
 MIN_SPEEDUP = 20.0
 MAX_MIA_DIFF = 0.05
 MIN_SEEDS = 3
+#: TRU settings that act in some regimes only (tru/plan.py: ``pair_rows`` decides which rows a deleted
+#: *interaction* writes; tru/targets: ``item_reference`` places deleted *items*): elsewhere a cell that ran
+#: another value ran the same method, so the overview does not flag it
+REGIME_SCOPED: dict[str, frozenset[str]] = {"pair_rows": frozenset({"interaction"}),
+                                            "item_reference": frozenset({"item"})}
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,11 @@ class CellSummary:
     seeds: list[int]
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))  # method → per seed
     dates: set[str] = field(default_factory=set)
+
+    def off_default(self) -> str:
+        """TRU's settings here that are not today's defaults, with how many seeds ran each ('' = none)."""
+        counts = Counter(item for r in self.rows.get("tru", []) for item in r.get("off_default", ()))
+        return ", ".join(f"{item} ({n}/{len(self.seeds)})" for item, n in sorted(counts.items()))
 
     def mean(self, method: str, column: str) -> float | None:
         return mean_std(self.rows.get(method, []), column)[0]
@@ -100,18 +110,51 @@ def load_manifest(path: Path) -> list[tuple[Source, Path]]:
     return sources
 
 
+def off_default(cell: dict[str, Any], defaults: dict[str, Any]) -> tuple[str, ...]:
+    """The settings a TRU cell ran that differ from ``defaults`` (today's), leaving out what its selection
+    searched and settings that do not act in its regime; a setting the cell predates is ``name absent``.
+
+    Results folders outlive defaults: without this a cell measured before a default changed would pass
+    for today's TRU in the overview."""
+    ran = cell.get("log", {}).get("config") or {}
+    regime = cell["cell"]["regime"]
+    searched = {k for cand in cell.get("selection", {}).get("grid", []) for k in cand.get("config", {})}
+    out = []
+    for key in sorted(defaults):
+        if key in searched or regime not in REGIME_SCOPED.get(key, frozenset({regime})):
+            continue
+        if key not in ran:
+            out.append(f"{key} absent")
+        elif ran[key] != defaults[key]:
+            out.append(f"{key}={ran[key]}")
+    return tuple(out)
+
+
+def _tru_defaults() -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from mmunlearn.bench.grid.results import jsonable
+    from mmunlearn.unlearn import method_config
+
+    return jsonable(asdict(method_config("tru")))
+
+
 def collect_rows(sources: Sequence[tuple[Source, Path]]) -> list[dict[str, Any]]:
-    """Flat rows of every source's selected cells, ``dataset`` renamed to the manifest's name."""
+    """Flat rows of every source's selected cells, ``dataset`` renamed to the manifest's name; TRU rows carry
+    the settings they ran off today's defaults (``off_default``)."""
     rows: list[dict[str, Any]] = []
     seen: dict[tuple, Path] = {}
     requests: dict[tuple, tuple[str, Path]] = {}
+    defaults = _tru_defaults()
     for src, folder in sources:
-        for row in (flat_row(c) for c in read_cells(folder)):
+        for cell_record in read_cells(folder):
+            row = flat_row(cell_record)
             if ((src.backbones and row["backbone"] not in src.backbones)
                     or (src.regimes and row["regime"] not in src.regimes)
                     or (src.methods and row["method"] not in src.methods)):
                 continue
-            row = {**row, "dataset": src.dataset, "source": str(folder)}
+            row = {**row, "dataset": src.dataset, "source": str(folder),
+                   "off_default": off_default(cell_record, defaults) if row["method"] == "tru" else ()}
             cell = (row["dataset"], row["backbone"], row["regime"], row["seed"])
             key = (*cell, row["method"])
             if key in seen:
@@ -159,8 +202,8 @@ def _tru(cell: CellSummary, column: str, fmt: str) -> str:
 
 def backbone_table(cells: Sequence[CellSummary]) -> str:
     lines = ["| dataset | regime | seeds | TRU gap | KS | MIA (Retrain) | N@20/RT | ×RT | MMRecUn gap | "
-             "rebuild-reset gap | Retrain 2nd seed gap | misses | measured |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+             "rebuild-reset gap | Retrain 2nd seed gap | misses | TRU off today's defaults | measured |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for c in cells:
         misses = c.misses()
         dates = sorted(c.dates)[::max(len(c.dates) - 1, 1)]  # the first and the last
@@ -169,7 +212,7 @@ def backbone_table(cells: Sequence[CellSummary]) -> str:
                 f"{_tru(c, 'mia_member_rate', '{:.3f}')} ({_tru(c, 'mia_member_rate_retrain', '{:.3f}')})",
                 _tru(c, "ndcg@20_vs_retrain", "{:.3f}"), _tru(c, "speedup", "{:.0f}"),
                 _comparator(c, "mmrecun"), _comparator(c, "rebuild-reset"), _comparator(c, "ref-retrain-noise"),
-                ", ".join(misses) if misses else "none", " – ".join(dates) or "?"]
+                ", ".join(misses) if misses else "none", c.off_default() or "–", " – ".join(dates) or "?"]
         lines.append("| " + " | ".join(cols) + " |")
     return "\n".join(lines)
 
@@ -183,7 +226,9 @@ def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path) ->
              f"{MIN_UTILITY}, ×RT ≥ {MIN_SPEEDUP:.0f}, |MIA − Retrain's| ≤ {MAX_MIA_DIFF}, ≥ {MIN_SEEDS} seeds; "
              "`misses` lists the bars a cell does not meet. ×RT is Retrain's seconds ÷ TRU's, measured on a "
              "shared machine (see each folder's results.md for the load). TRU rows are what TRU's defaults were on "
-             "each cell's date (docs/CHANGELOG.md lists when a default changed).", ""]
+             "each cell's date; `TRU off today's defaults` names the settings (not searched by the selection, "
+             "acting in that regime) a cell's seeds ran with other values than today's, or predate (docs/"
+             "CHANGELOG.md says when each changed).", ""]
     notes: dict[str, list[str]] = defaultdict(list)  # backbone → the notes of the sources it was read from
     for src, folder in sources:
         if not src.note:
@@ -208,5 +253,5 @@ def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path) ->
     return "\n".join(parts)
 
 
-__all__ = ["Source", "CellSummary", "load_manifest", "collect_rows", "summarise", "backbone_table",
+__all__ = ["Source", "CellSummary", "load_manifest", "off_default", "collect_rows", "summarise", "backbone_table",
            "overview_markdown", "MAX_ABS_GAP", "MIN_UTILITY", "MIN_SPEEDUP", "MAX_MIA_DIFF", "MIN_SEEDS"]
