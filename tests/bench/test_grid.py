@@ -31,6 +31,9 @@ def test_tiny_grid_writes_cells_csv_md_and_plots(tmp_path):
     assert set(cell["audits"]) == {"mia", "user_attack", "cka", "overlap"}
     assert sum(cell["histogram"]["counts"]) == cell["histogram"]["n"] == cell["request"]["forget_pairs"]
     assert cell["log"]["method"] == "tru"
+    # CPU seconds on both sides: a speed-up the machine's other jobs do not move
+    retrain_row = json.loads((out / "cells/synthetic/lightgcn/user/s0/ref-retrain.json").read_text())["row"]
+    assert row["cpu_seconds"] > 0 and row["speedup_cpu"] == pytest.approx(retrain_row["cpu_seconds"] / row["cpu_seconds"])
     assert "proxy" in cell["selection"]["rule"] and len(cell["selection"]["grid"]) > 1  # retrain-free selection
     assert cell["context"]["dataset"]["modalities"]["image"]["provenance"] == "synthetic"
     # originals and Retrain are checkpoints, shared by the methods

@@ -99,6 +99,14 @@ def run_grid(cfg: GridConfig, out: Path, *, extend: bool = False, device: str = 
     return result
 
 
+def _cpu_speedup(cpu_seconds: float | None, retrain_cpu_seconds: float | None, device: str) -> dict[str, float]:
+    """Retrain's CPU seconds ÷ the method's, where both were recorded on a CPU run (Retrains cached before
+    CPU time was logged have none): unlike wall time, it does not move with the machine's other jobs."""
+    if not str(device).startswith("cpu") or not cpu_seconds or retrain_cpu_seconds is None:
+        return {}
+    return {"cpu_seconds": float(cpu_seconds), "speedup_cpu": float(retrain_cpu_seconds) / float(cpu_seconds)}
+
+
 def _check_rerun(cfg: GridConfig, rerun: Sequence[str]) -> tuple[str, ...]:
     """The methods to re-run, each one of the grid's methods (a reference is never re-run: every method
     cell of the folder was judged against it)."""
@@ -346,7 +354,8 @@ class GroupRunner:
                                                    "train_seconds": orig_meta.get("metrics", {})
                                                    .get("train_seconds")})}
         common = {"gd": gd, "applied": applied, "ref_ev": ref_ev, "noise_ev": noise_ev, "rt_seconds": rt_seconds,
-                  "noise_seed": noise_seed, "mcfg": mcfg, "tcfg": tcfg, "orig_meta": orig_meta}
+                  "rt_cpu_seconds": rt_log.get("cpu_seconds"), "noise_seed": noise_seed, "mcfg": mcfg,
+                  "tcfg": tcfg, "orig_meta": orig_meta}
         shared: dict[str, Any] = {}
         for cell in missing:
             t0 = time.perf_counter()
@@ -417,6 +426,7 @@ class GroupRunner:
         extra = {"selection_seconds": selection.get("selection_seconds")}
         row = result_row(label, ev, retrain=common["ref_ev"], noise=common["noise_ev"], seconds=seconds,
                          retrain_seconds=common["rt_seconds"], extra=extra)
+        row.update(_cpu_speedup(log.get("cpu_seconds"), common["rt_cpu_seconds"], self.device))
         audits = auditor.audit(model, reference)
         row.update(audits.pop("_flat"))
         counts, edges = np.histogram(ev.percentiles, bins=self.cfg.hist_bins, range=(0.0, 1.0))
