@@ -129,3 +129,15 @@ def test_overview_flags_seeds_that_ran_an_older_default(tmp_path):
     text = overview_markdown(load_manifest(manifest), manifest)
     row = next(line for line in text.splitlines() if line.startswith("| Synthetic | interaction"))
     assert "pair_rows=both (1/3)" in row
+
+
+def test_speed_bar_reads_cpu_seconds_where_every_seed_logged_them(tmp_path):
+    for seed in (0, 1, 2):  # wall clock says 50x (a loaded Retrain), CPU seconds say 15x
+        _write(tmp_path / "a", "item", seed, "tru", **{**GOOD, "speedup_cpu": 15.0})
+        _write(tmp_path / "a", "user", seed, "tru", **GOOD, **({"speedup_cpu": 15.0} if seed else {}))
+    manifest = _manifest(tmp_path / "m.toml", '[a]\nfolder = "a"\ndataset = "Synthetic"')
+    cells = {c.regime: c for c in summarise(collect_rows(load_manifest(manifest)))}
+    assert cells["item"].misses() == ["speed"] and cells["item"].speed_column() == "speedup_cpu"
+    assert cells["user"].misses() == [] and cells["user"].speed_column() == "speedup"  # one seed lacks CPU seconds
+    text = overview_markdown(load_manifest(manifest), manifest)
+    assert "| 15 (CPU) |" in text and "| 50 |" in text

@@ -75,10 +75,18 @@ class CellSummary:
     def count(self, method: str, column: str) -> int:
         return mean_std(self.rows.get(method, []), column)[2]
 
+    def speed_column(self) -> str:
+        """``speedup_cpu`` where every seed of TRU has it (CPU seconds on both sides: the load does not move
+        it), else the wall-clock ``speedup``."""
+        tru = self.rows.get("tru", [])
+        cpu = bool(tru) and all(r.get("speedup_cpu") not in (None, "") for r in tru)
+        return "speedup_cpu" if cpu else "speedup"
+
     def misses(self) -> list[str]:
         """The bars TRU's means miss here (empty: all met)."""
         out = []
-        gap, util, speed = self.mean("tru", "gap"), self.mean("tru", "ndcg@20_vs_retrain"), self.mean("tru", "speedup")
+        gap, util = self.mean("tru", "gap"), self.mean("tru", "ndcg@20_vs_retrain")
+        speed = self.mean("tru", self.speed_column())
         mia, mia_rt = self.mean("tru", "mia_member_rate"), self.mean("tru", "mia_member_rate_retrain")
         if gap is None or abs(gap) > MAX_ABS_GAP:
             out.append("gap")
@@ -210,7 +218,8 @@ def backbone_table(cells: Sequence[CellSummary]) -> str:
         cols = [c.dataset, c.regime, str(len(c.seeds)), format_mean_std("{:+.3f}", c.mean("tru", "gap"), c.std("tru", "gap")),
                 _tru(c, "ks", "{:.3f}"),
                 f"{_tru(c, 'mia_member_rate', '{:.3f}')} ({_tru(c, 'mia_member_rate_retrain', '{:.3f}')})",
-                _tru(c, "ndcg@20_vs_retrain", "{:.3f}"), _tru(c, "speedup", "{:.0f}"),
+                _tru(c, "ndcg@20_vs_retrain", "{:.3f}"),
+                _tru(c, c.speed_column(), "{:.0f}") + (" (CPU)" if c.speed_column() == "speedup_cpu" else ""),
                 _comparator(c, "mmrecun"), _comparator(c, "rebuild-reset"), _comparator(c, "ref-retrain-noise"),
                 ", ".join(misses) if misses else "none", c.off_default() or "–", " – ".join(dates) or "?"]
         lines.append("| " + " | ".join(cols) + " |")
@@ -224,8 +233,9 @@ def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path) ->
     parts = [f"# TRU across the measured grid (from `{manifest}`)", "",
              f"Means over the seeds TRU ran. Bars (SPEC §6, issue #11): |gap| ≤ {MAX_ABS_GAP}, N@20/RT ≥ "
              f"{MIN_UTILITY}, ×RT ≥ {MIN_SPEEDUP:.0f}, |MIA − Retrain's| ≤ {MAX_MIA_DIFF}, ≥ {MIN_SEEDS} seeds; "
-             "`misses` lists the bars a cell does not meet. ×RT is Retrain's seconds ÷ TRU's, measured on a "
-             "shared machine (see each folder's results.md for the load). TRU rows are what TRU's defaults were on "
+             "`misses` lists the bars a cell does not meet. ×RT is Retrain's seconds ÷ TRU's: CPU seconds where "
+             "every seed logged them (marked CPU; the load does not move them), else wall seconds on a shared "
+             "machine (see each folder's results.md for the load). TRU rows are what TRU's defaults were on "
              "each cell's date; `TRU off today's defaults` names the settings (not searched by the selection, "
              "acting in that regime) a cell's seeds ran with other values than today's, or predate (docs/"
              "CHANGELOG.md says when each changed).", ""]
