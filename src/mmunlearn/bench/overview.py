@@ -79,7 +79,7 @@ class CellSummary:
         """``speedup_cpu`` where every seed of TRU has it (CPU seconds on both sides: the load does not move
         it), else the wall-clock ``speedup``."""
         tru = self.rows.get("tru", [])
-        cpu = bool(tru) and all(r.get("speedup_cpu") not in (None, "") for r in tru)
+        cpu = bool(tru) and all(r.get("speedup_cpu") is not None for r in tru)
         return "speedup_cpu" if cpu else "speedup"
 
     def misses(self) -> list[str]:
@@ -213,13 +213,13 @@ def backbone_table(cells: Sequence[CellSummary]) -> str:
              "rebuild-reset gap | Retrain 2nd seed gap | misses | TRU off today's defaults | measured |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for c in cells:
-        misses = c.misses()
+        misses, speed = c.misses(), c.speed_column()
         dates = sorted(c.dates)[::max(len(c.dates) - 1, 1)]  # the first and the last
         cols = [c.dataset, c.regime, str(len(c.seeds)), format_mean_std("{:+.3f}", c.mean("tru", "gap"), c.std("tru", "gap")),
                 _tru(c, "ks", "{:.3f}"),
                 f"{_tru(c, 'mia_member_rate', '{:.3f}')} ({_tru(c, 'mia_member_rate_retrain', '{:.3f}')})",
                 _tru(c, "ndcg@20_vs_retrain", "{:.3f}"),
-                _tru(c, c.speed_column(), "{:.0f}") + (" (CPU)" if c.speed_column() == "speedup_cpu" else ""),
+                _tru(c, speed, "{:.0f}") + (" (CPU)" if speed == "speedup_cpu" else ""),
                 _comparator(c, "mmrecun"), _comparator(c, "rebuild-reset"), _comparator(c, "ref-retrain-noise"),
                 ", ".join(misses) if misses else "none", c.off_default() or "–", " – ".join(dates) or "?"]
         lines.append("| " + " | ".join(cols) + " |")
