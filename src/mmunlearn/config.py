@@ -25,15 +25,20 @@ C = TypeVar("C")
 
 def option(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,  # noqa: A002
            le: float | None = None, lt: float | None = None, choices: tuple[Any, ...] | None = None,
-           check: Callable[[Any], str | None] | None = None) -> Any:
+           check: Callable[[Any], str | None] | None = None, acts_in: tuple[str, ...] | None = None) -> Any:
     """A dataclass field with its documentation and its valid range attached.
 
     ``ge``/``gt``/``le``/``lt`` bound a number (and every number of a tuple), ``choices`` lists the
     allowed values, ``check(value)`` returns an error text or ``None``. :func:`build` enforces them on
     every layer (config file, ``--set``, flags), so a bound is declared once, beside the field, and no
     command needs its own check. Floats must also be finite (``nan``/``inf`` are never a setting).
+    ``acts_in`` names the conditions under which alone the setting changes anything (for an unlearning
+    method: counts of the applied request that must be non-zero, e.g. ``deleted_items``), so that a tool
+    comparing two runs' settings (the benchmark overview) can ignore it where none held (:func:`acts_in`).
     """
     meta: dict[str, Any] = {"help": help}
+    if acts_in is not None:
+        meta["acts_in"] = frozenset(acts_in)
     bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
     if bounds:
         meta["bounds"] = bounds
@@ -148,12 +153,19 @@ def describe_config(cls: type) -> list[tuple[str, str, str, str]]:
         default = f.default if f.default is not MISSING else "(required)"
         bounds = " ".join(f"{_OPS[op][1]} {b}" for op, b in f.metadata.get("bounds", {}).items())
         help_ = f.metadata.get("help", "") + (f" [{bounds}]" if bounds else "")
+        if "acts_in" in f.metadata:
+            help_ += f" (acts only where: {' or '.join(sorted(f.metadata['acts_in']))})"
         rows.append((f.name, getattr(hints[f.name], "__name__", str(hints[f.name])), repr(default), help_))
     return rows
+
+
+def acts_in(cls: type) -> dict[str, frozenset[str]]:
+    """The fields of ``cls`` declared (``option(acts_in=...)``) to act under some conditions only, and which."""
+    return {f.name: f.metadata["acts_in"] for f in fields(cls) if "acts_in" in f.metadata}
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return asdict(cfg)
 
 
-__all__ = ["option", "build", "load_config_file", "describe_config", "to_dict", "replace", "dataclass"]
+__all__ = ["option", "build", "load_config_file", "describe_config", "acts_in", "to_dict", "replace", "dataclass"]

@@ -35,6 +35,9 @@ def test_tiny_grid_writes_cells_csv_md_and_plots(tmp_path):
     retrain_row = json.loads((out / "cells/synthetic/lightgcn/user/s0/ref-retrain.json").read_text())["row"]
     assert row["cpu_seconds"] > 0 and row["speedup_cpu"] == pytest.approx(retrain_row["cpu_seconds"] / row["cpu_seconds"])
     assert "proxy" in cell["selection"]["rule"] and len(cell["selection"]["grid"]) > 1  # retrain-free selection
+    # the original's valid scores were scored once, outside the timer, and TRU's trigger read them
+    assert cell["log"]["repair"]["original_from"] == "context"
+    assert cell["context"]["original"]["valid_scoring_seconds"] > 0
     assert cell["context"]["dataset"]["modalities"]["image"]["provenance"] == "synthetic"
     # originals and Retrain are checkpoints, shared by the methods
     assert (out / "models/synthetic/lightgcn/original-s0/meta.json").is_file()

@@ -20,9 +20,16 @@ GOOD = {"gap": -0.01, "ndcg@20_vs_retrain": 0.99, "speedup": 50.0, "mia_member_r
         "mia_member_rate_retrain": 0.30}
 
 
+#: what each regime's request holds (a user request that empties two items' histories deletes them too)
+REQUESTS = {"interaction": {"request_pairs": 50, "deleted_items": 0},
+            "user": {"request_users": 5, "deleted_items": 0},
+            "user-emptying-items": {"request_users": 5, "deleted_items": 2},
+            "item": {"request_items": 5, "deleted_items": 5}}
+
+
 def _write(folder: Path, regime: str, seed: int, method: str, request: str = "r", **row) -> None:
     cell = _cell(regime, seed, method, **row)
-    cell["request"] = {"hash": f"{request}{regime}{seed}"}
+    cell["request"] = {"hash": f"{request}{regime}{seed}", **REQUESTS[regime]}
     atomic_write_json(Cell("synthetic", "lightgcn", regime, seed, method).path(folder), cell)
 
 
@@ -103,19 +110,31 @@ def test_committed_overview_is_what_its_manifest_gives():
 
 
 def _tru_cell(regime: str, config: dict, searched: tuple[str, ...] = ()) -> dict:
-    return {"cell": {"regime": regime}, "log": {"config": config},
+    return {"cell": {"regime": regime.split("-")[0]}, "log": {"config": config}, "request": REQUESTS[regime],
             "selection": {"grid": [{"config": {k: 0 for k in searched}}]}}
 
 
 def test_off_default_names_what_a_cell_ran_differently_where_it_acts():
     defaults = {"pair_rows": "user", "lr": 100.0, "repair_close": True, "item_reference": "never-positive"}
-    old = {"pair_rows": "both", "lr": 50.0, "item_reference": "never-positive"}
+    old = {"pair_rows": "both", "lr": 50.0}
     # the changed default acts on deleted interactions; the searched lr never counts; a setting added later
-    # is named as absent
+    # is named as absent where it acts (item_reference: only where the request deletes a whole item)
     assert off_default(_tru_cell("interaction", old, searched=("lr",)), defaults) == (
         "pair_rows=both", "repair_close absent")
     assert off_default(_tru_cell("user", old, searched=("lr",)), defaults) == ("repair_close absent",)
+    assert off_default(_tru_cell("user-emptying-items", old, searched=("lr",)), defaults) == (
+        "item_reference absent", "repair_close absent")
     assert off_default(_tru_cell("item", {**defaults, "lr": 50.0}), defaults) == ("lr=50.0",)  # not searched here
+
+
+def test_the_scopes_are_declared_on_trus_options():
+    from mmunlearn.config import acts_in, describe_config
+    from mmunlearn.unlearn.tru import TRUConfig
+
+    assert acts_in(TRUConfig) == {"pair_rows": frozenset({"request_pairs"}),
+                                  "item_reference": frozenset({"deleted_items"})}
+    helps = {name: text for name, _, _, text in describe_config(TRUConfig)}
+    assert helps["item_reference"].endswith("(acts only where: deleted_items)")
 
 
 def test_overview_flags_seeds_that_ran_an_older_default(tmp_path):

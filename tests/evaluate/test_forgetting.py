@@ -105,3 +105,24 @@ def test_result_row_gap_sign_ks_and_noise():
     assert ks_distance(np.arange(10.0), np.arange(10.0)) == 0.0
     d = proxy_distance(np.array([0.1, 0.3]), np.array([0.2, 0.4]))
     assert d["gap"] == pytest.approx(-0.1) and d["abs_gap"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("subset_seed", [None, 0, 1])
+def test_user_valid_ndcg_mean_is_evaluate_splits_mean_for_any_users(audit_data, original, subset_seed):
+    from mmunlearn.evaluate.forgetting import user_valid_ndcg
+    from mmunlearn.evaluate.ranking import evaluate_split
+
+    users = None if subset_seed is None else np.sort(
+        np.random.default_rng(subset_seed).choice(audit_data.n_users, 150, replace=False))
+    scores = user_valid_ndcg(original, audit_data)
+    ranked = evaluate_split(original, audit_data, "valid", ks=(20,), users=users)
+    assert scores.mean(users) == pytest.approx(ranked["ndcg@20"], abs=1e-12)
+    assert np.all(np.diff(scores.users) > 0) and len(scores.users) == len(scores.ndcg)
+
+
+def test_user_valid_ndcg_mean_of_no_evaluated_user_is_nan(audit_data, original):
+    from mmunlearn.evaluate.forgetting import user_valid_ndcg
+
+    scores = user_valid_ndcg(original, audit_data)
+    missing = np.setdiff1d(np.arange(audit_data.n_users), scores.users)
+    assert np.isnan(scores.mean(missing))

@@ -115,3 +115,36 @@ def test_closing_check_repairs_what_the_second_push_took(content_trained, small_
     assert not torch.equal(off.model.image.weight, res.model.image.weight)  # the closing repair moved it
     never = build_method("tru", tol=0.0, epochs=2, repair_epochs=0.2, repair_trigger=1.0).run(ctx)
     assert "closing_repair" not in never.log  # no repair, no second push: nothing to check again
+
+
+def test_original_scores_from_the_context_are_what_ranking_gives(content_trained, small_data):
+    """The grid passes the original's per-user valid NDCG@20 (scored once, outside the timer); the trigger
+    must read from it the same mean it would rank, for every request's users."""
+    from dataclasses import replace
+
+    from mmunlearn.evaluate.forgetting import user_valid_ndcg
+
+    scores = user_valid_ndcg(content_trained, small_data)
+    for regime in ("user", "item", "interaction"):
+        ctx = toy_ctx(content_trained, small_data, regime, ratio=0.1)
+        ranked = original_valid_ndcg(ctx)
+        assert ranked > 0
+        assert original_valid_ndcg(replace(ctx, original_valid=scores)) == pytest.approx(ranked, abs=1e-12)
+
+
+def test_tru_reads_the_original_scores_from_the_context(content_trained, small_data):
+    from dataclasses import replace
+
+    from mmunlearn.evaluate.forgetting import user_valid_ndcg
+
+    ctx = toy_ctx(content_trained, small_data, "user", ratio=0.1)
+    kw = {"tol": 0.0, "epochs": 2, "repair_epochs": 0.2, "repair_trigger": 0.0}
+    ranked = build_method("tru", **kw).run(ctx)
+    given = build_method("tru", **kw).run(replace(ctx, original_valid=user_valid_ndcg(ctx.original,
+                                                                                        small_data)))
+    assert ranked.log["repair"]["original_from"] == "ranked"
+    assert given.log["repair"]["original_from"] == "context"
+    assert given.log["repair"]["valid_ndcg@20_original"] == pytest.approx(
+        ranked.log["repair"]["valid_ndcg@20_original"], abs=1e-12)
+    for a, b in zip(ranked.model.parameters(), given.model.parameters(), strict=True):
+        assert torch.equal(a, b)  # the same decisions, the same model

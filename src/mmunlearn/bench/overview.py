@@ -31,11 +31,6 @@ MIN_UTILITY = 0.97
 MIN_SPEEDUP = 20.0
 MAX_MIA_DIFF = 0.05
 MIN_SEEDS = 3
-#: TRU settings that act in some regimes only (tru/plan.py: ``pair_rows`` decides which rows a deleted
-#: *interaction* writes; tru/targets: ``item_reference`` places deleted *items*): elsewhere a cell that ran
-#: another value ran the same method, so the overview does not flag it
-REGIME_SCOPED: dict[str, frozenset[str]] = {"pair_rows": frozenset({"interaction"}),
-                                            "item_reference": frozenset({"item"})}
 
 
 @dataclass(frozen=True)
@@ -118,24 +113,37 @@ def load_manifest(path: Path) -> list[tuple[Source, Path]]:
     return sources
 
 
-def off_default(cell: dict[str, Any], defaults: dict[str, Any]) -> tuple[str, ...]:
+def off_default(cell: dict[str, Any], defaults: dict[str, Any],
+                scopes: dict[str, frozenset[str]] | None = None) -> tuple[str, ...]:
     """The settings a TRU cell ran that differ from ``defaults`` (today's), leaving out what its selection
-    searched and settings that do not act in its regime; a setting the cell predates is ``name absent``.
+    searched and settings that did not act on its request; a setting the cell predates is ``name absent``.
 
-    Results folders outlive defaults: without this a cell measured before a default changed would pass
-    for today's TRU in the overview."""
+    ``scopes`` (default: TRUConfig's ``option(acts_in=...)``) maps a setting to the request counts of which
+    one must be non-zero for it to act — ``pair_rows`` only moves deleted interactions of no fully deleted
+    user or item (``request_pairs``), ``item_reference`` only places fully deleted items
+    (``deleted_items``, which a user request can empty too). Results folders outlive defaults: without this
+    a cell measured before a default changed would pass for today's TRU in the overview."""
     ran = cell.get("log", {}).get("config") or {}
-    regime = cell["cell"]["regime"]
+    request = cell.get("request", {})
+    scopes = _tru_scopes() if scopes is None else scopes
     searched = {k for cand in cell.get("selection", {}).get("grid", []) for k in cand.get("config", {})}
     out = []
     for key in sorted(defaults):
-        if key in searched or regime not in REGIME_SCOPED.get(key, frozenset({regime})):
+        acts = key not in scopes or any(request.get(count, 0) > 0 for count in scopes[key])
+        if key in searched or not acts:
             continue
         if key not in ran:
             out.append(f"{key} absent")
         elif ran[key] != defaults[key]:
             out.append(f"{key}={ran[key]}")
     return tuple(out)
+
+
+def _tru_scopes() -> dict[str, frozenset[str]]:
+    from mmunlearn.config import acts_in
+    from mmunlearn.unlearn.base import method_spec
+
+    return acts_in(method_spec("tru").config_cls)
 
 
 def _tru_defaults() -> dict[str, Any]:

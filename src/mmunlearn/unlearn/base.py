@@ -28,6 +28,7 @@ import torch
 from mmunlearn.config import build
 from mmunlearn.data.requests import AppliedRequest
 from mmunlearn.errors import InputError
+from mmunlearn.evaluate.forgetting import UserValidNDCG
 from mmunlearn.models.base import Recommender
 from mmunlearn.train.trainer import TrainConfig
 
@@ -47,6 +48,10 @@ class UnlearnContext:
     #: a folder the method may keep resumable progress in (the runner: the child folder's ``.progress``,
     #: removed once the child is saved); ``None``: no resume
     work_dir: Path | None = None
+    #: the original's per-user valid NDCG@20 on the original data, where the caller already holds it (the
+    #: grid scores each original once, outside every method's timer: a deployment knows its model's
+    #: validation scores); ``None``: a method that needs it computes it inside its own call
+    original_valid: UserValidNDCG | None = None
 
     @property
     def retain(self):

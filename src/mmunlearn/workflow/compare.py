@@ -19,7 +19,7 @@ import torch
 
 from mmunlearn.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from mmunlearn.data.requests import AppliedRequest
-from mmunlearn.evaluate.forgetting import ForgetEval, evaluate_forgetting, result_row
+from mmunlearn.evaluate.forgetting import ForgetEval, evaluate_forgetting, result_row, user_valid_ndcg
 from mmunlearn.models.base import Recommender
 from mmunlearn.train.trainer import TrainConfig
 from mmunlearn.unlearn.base import UnlearnContext, build_method
@@ -121,8 +121,10 @@ def compare_methods(original: Recommender, applied: AppliedRequest, *, model_nam
     from mmunlearn.workflow.request import NOISE_SEED_OFFSET, run_method
     from mmunlearn.workflow.selection import Selector
 
+    # the original's valid scores are scored once here, outside every method's timer, as the grid does
     ctx = UnlearnContext(original=original, applied=applied, model_name=model_name, model_config=model_config,
-                         train_config=train_config, seed=seed, device=device)
+                         train_config=train_config, seed=seed, device=device,
+                         original_valid=user_valid_ndcg(original, applied.original))
     noise_seed = seed + NOISE_SEED_OFFSET if noise_seed is None else noise_seed
     retrain, retrain_seconds, retrain_log = retrain_cached(ctx, seed, cache_dir)
     noise, noise_seconds, _ = retrain_cached(ctx, noise_seed, cache_dir)

@@ -167,6 +167,7 @@ class GroupRunner:
         self._data: dict[tuple[str, str], GridData] = {}
         self._originals: dict[tuple[str, str, int], tuple[Any, dict[str, Any]]] = {}
         self._sharded: dict[tuple, tuple[Any, dict[str, Any]]] = {}
+        self._original_valid: dict[tuple[str, str, int], tuple[Any, float]] = {}
 
     # ----- configs ------------------------------------------------------------------------------------
     def model_config(self, backbone: str) -> Any:
@@ -311,11 +312,27 @@ class GroupRunner:
         rest = later[idx + 1:]
         if not any((d, b, s) == (dataset, backbone, seed) for d, b, s, _ in rest):
             self._originals.pop((dataset, backbone, seed), None)
+            self._original_valid.pop((dataset, backbone, seed), None)
         if not any((d, b) == (dataset, backbone) for d, b, _, _ in rest):
             self._data.pop((dataset, backbone), None)
 
+    def original_valid(self, dataset: str, backbone: str, seed: int, bar: Any) -> tuple[Any, float]:
+        """The original's per-user valid NDCG@20 and the seconds it took: scored once per original, outside
+        every method's timer (a deployment knows its model's validation scores; TRU's repair trigger reads
+        them), and shared by every regime's group."""
+        from mmunlearn.evaluate.forgetting import user_valid_ndcg
+
+        key = (dataset, backbone, seed)
+        if key not in self._original_valid:
+            original, _ = self.original(dataset, backbone, seed, bar)
+            t0 = time.perf_counter()
+            scores = user_valid_ndcg(original, self.data(dataset, backbone).data)
+            self._original_valid[key] = (scores, time.perf_counter() - t0)
+        return self._original_valid[key]
+
     def context(self, dataset: str, backbone: str, seed: int, regime: str, bar: Any) -> Any:
-        """The group's UnlearnContext: original (trained if not saved), request (sampled if not saved)."""
+        """The group's UnlearnContext: original (trained if not saved) with its valid scores, request
+        (sampled if not saved)."""
         from mmunlearn.data.requests import apply_request
         from mmunlearn.unlearn.base import UnlearnContext
 
@@ -325,7 +342,8 @@ class GroupRunner:
         return UnlearnContext(original=original, applied=applied, model_name=backbone,
                               model_config=self.model_config(backbone),
                               train_config=self.train_config(backbone, seed), seed=seed, device=self.device,
-                              show_progress=False)
+                              show_progress=False,
+                              original_valid=self.original_valid(dataset, backbone, seed, bar)[0])
 
     # ----- one group --------------------------------------------------------------------------------------
     def run_group(self, group: tuple[str, str, int, str], missing: list[Cell], bar: Any) -> Iterable[Cell]:
@@ -355,7 +373,8 @@ class GroupRunner:
                                                    .get("train_seconds")})}
         common = {"gd": gd, "applied": applied, "ref_ev": ref_ev, "noise_ev": noise_ev, "rt_seconds": rt_seconds,
                   "rt_cpu_seconds": rt_log.get("cpu_seconds"), "noise_seed": noise_seed, "mcfg": mcfg,
-                  "tcfg": tcfg, "orig_meta": orig_meta}
+                  "tcfg": tcfg, "orig_meta": orig_meta,
+                  "orig_valid_seconds": self.original_valid(dataset, backbone, seed, bar)[1]}
         shared: dict[str, Any] = {}
         for cell in missing:
             t0 = time.perf_counter()
@@ -451,7 +470,8 @@ class GroupRunner:
                         "model_config": asdict(common["mcfg"]), "train_config": asdict(common["tcfg"]),
                         "original": {"test": common["orig_meta"].get("metrics", {}).get("test"),
                                      "best_epoch": common["orig_meta"].get("metrics", {}).get("best_epoch"),
-                                     "epochs_run": common["orig_meta"].get("metrics", {}).get("epochs_run")},
+                                     "epochs_run": common["orig_meta"].get("metrics", {}).get("epochs_run"),
+                                     "valid_scoring_seconds": common["orig_valid_seconds"]},
                         "noise_seed": common["noise_seed"], "date": now(), "machine": machine(),
                         "device": self.device},
         }

@@ -97,14 +97,15 @@ class TRUConfig:
                                     "(an item keeps most of its history when one interaction goes; its row is "
                                     "every other liker's too), or 'both' its user's and its item's (the default "
                                     "until 2026-12-07, docs/TRU.md §6d)",
-                            choices=("both", "user"))
+                            choices=("both", "user"), acts_in=("request_pairs",))
     # --- targets ---
     item_buckets: int = option(10, "item-popularity buckets of the valid-pair reference", gt=0)
     min_user_valid: int = option(3, "users with at least this many valid pairs are their own reference", ge=0)
     valid_sample: int = option(8000, "valid pairs scored for the bucket reference (cost O(sample))", ge=0)
     rank_sample: int = option(512, "items sampled once to estimate rank percentiles (0 = all items)", ge=0)
     item_reference: str = option("never-positive", "item-kind reference and item prior: 'never-positive' "
-                                                   "(natural + a held-out calibration fold) or 'least-popular'")
+                                                   "(natural + a held-out calibration fold) or 'least-popular'",
+                                 acts_in=("deleted_items",))
 
     def __post_init__(self) -> None:
         if self.gate_scale not in GATE_SCALES:

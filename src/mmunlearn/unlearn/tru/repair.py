@@ -12,7 +12,9 @@ item requests the repair rarely triggers there any more.
 
 The repair is **triggered**, not always run: only when the model's valid NDCG@20 (users outside the
 request) has fallen more than ``trigger`` below the original's own valid NDCG@20. Where the row-local
-push leaves utility intact (MGCN, LightGCN) it costs two valid evaluations and changes nothing; BPR
+push leaves utility intact (MGCN, LightGCN) it costs one valid evaluation of the unlearned model (and
+one of the original, unless the caller passes the original's scores: ``UnlearnContext.original_valid``)
+and changes nothing; BPR
 steps are not free of side effects (Adam's first steps move every coordinate), so they are not taken
 where nothing needs repairing.
 """
@@ -32,10 +34,13 @@ from mmunlearn.unlearn.reverse import retain_bpr_steps
 
 
 def original_valid_ndcg(ctx: UnlearnContext) -> float:
-    """The original's valid NDCG@20 on the users the trigger compares (users outside the request)."""
+    """The original's valid NDCG@20 on the users the trigger compares (users outside the request): read
+    from ``ctx.original_valid`` where the caller holds the original's per-user scores, else ranked here."""
     applied = ctx.applied
-    return float(evaluate_split(ctx.original, applied.original, "valid", ks=(20,),
-                                users=utility_users(applied))["ndcg@20"])
+    users = utility_users(applied)
+    if ctx.original_valid is not None and ctx.original_valid.k == 20:
+        return ctx.original_valid.mean(users)
+    return float(evaluate_split(ctx.original, applied.original, "valid", ks=(20,), users=users)["ndcg@20"])
 
 
 def needs_repair(model: Recommender, ctx: UnlearnContext, trigger: float,
@@ -58,8 +63,9 @@ def repair(model: Recommender, ctx: UnlearnContext, *, epochs: float, lr: float,
 class RepairPolicy:
     """TRU's repair decisions within one unlearning call: check, and repair when past the trigger.
 
-    The original's valid NDCG@20 is evaluated once, on the first check (the original does not change),
-    however many checks the call makes; the repair draws from its own random stream, so the push draws the
+    The original's valid NDCG@20 is read once, on the first check (the original does not change),
+    however many checks the call makes — from the context's per-user scores when the caller holds them
+    (``original_from: context``), else by ranking the original's valid split (``ranked``); the repair draws from its own random stream, so the push draws the
     same negatives whether or not a repair ran. Each check is logged under its key (``repair``,
     ``closing_repair``).
     """
@@ -82,7 +88,8 @@ class RepairPolicy:
     def check(self, model: Recommender, key: str = "repair") -> bool:
         """Repair ``model`` in place if its utility has fallen past the trigger; True when it ran."""
         needed, measured = needs_repair(model, self.ctx, self.trigger, self.v_original())
-        self.log[key] = {**measured, "ran": needed}
+        self.log[key] = {**measured, "ran": needed,
+                         "original_from": "context" if self.ctx.original_valid is not None else "ranked"}
         if needed:
             self.log[key].update(repair(model, self.ctx, epochs=self.epochs, lr=self.lr,
                                         batch_size=self.batch_size, rng=self.rng))
