@@ -245,7 +245,7 @@ def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path) ->
              "every seed logged them (marked CPU; the load does not move them), else wall seconds on a shared "
              "machine (see each folder's results.md for the load). TRU rows are what TRU's defaults were on "
              "each cell's date; `TRU off today's defaults` names the settings (not searched by the selection, "
-             "acting in that regime) a cell's seeds ran with other values than today's, or predate (docs/"
+             "acting on the cell's request) a cell's seeds ran with other values than today's, or predate (docs/"
              "CHANGELOG.md says when each changed).", ""]
     notes: dict[str, list[str]] = defaultdict(list)  # backbone → the notes of the sources it was read from
     for src, folder in sources:
