@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,3 +61,31 @@ def test_cli_holdout_items(tmp_path: Path, listing: Callable[[Path], list[str]])
                                     "--share", "0.7"])
     assert bad.exit_code == 2 and "share must be in (0, 0.5)" in bad.output
     assert "d" not in listing(tmp_path)
+
+
+def test_the_folds_training_interactions_are_kept_aside_and_survive_the_folder(tmp_path: Path) -> None:
+    data = _data()
+    held, fold = hold_out_items(data, 0.1, seed=3)
+    users, items = data.pairs("train")
+    expected = np.stack([users, items], 1)[np.isin(items, fold)]
+    np.testing.assert_array_equal(held.held_out, expected)
+    assert held.fingerprint() == held.with_train(held.train).fingerprint()  # not training data: not hashed
+    assert held.with_train(held.train).held_out is held.held_out  # the retain data carries them
+    out, _ = write_calibration_folder(data, 0.1, tmp_path / "cal", seed=3)
+    np.testing.assert_array_equal(load_folder(out).held_out, expected)
+
+
+@pytest.mark.parametrize("value,message", [
+    ("[[0, 1], [2]]", "field held_out_pairs: held-out pairs must be [n, 2] integer"),
+    ("[[0.5, 1]]", "field held_out_pairs: held-out pairs must be [n, 2] integer"),
+    ("[[0, 999]]", "field held_out_pairs: held-out pair 0 has item id 999 outside 0..59"),
+    ('"0,1"', "field held_out_pairs must be a list of [user, item] pairs"),
+])
+def test_a_bad_held_out_field_is_a_one_line_error_naming_it(tmp_path: Path, value: str, message: str) -> None:
+    out, _ = write_calibration_folder(_data(), 0.1, tmp_path / "cal", seed=3)
+    side = out / "mmunlearn.json"
+    record = json.loads(side.read_text())
+    side.write_text(json.dumps({**record, "held_out_pairs": json.loads(value)}))
+    with pytest.raises(InputError, match=re.escape(message)) as err:
+        load_folder(out)
+    assert str(err.value).startswith(str(side)) and "\n" not in str(err.value)

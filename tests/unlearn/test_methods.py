@@ -14,7 +14,7 @@ from mmunlearn.unlearn.base import UnlearnContext
 from .conftest import make_ctx
 
 ALL = ["retrain", "rebuild", "rebuild-reset", "finetune", "neggrad", "mmrecun", "tru", "tru-no-gate",
-       "tru-no-scaling", "tru-no-isolation", "tru-no-repair", "tru-shared-always"]
+       "tru-no-scaling", "tru-no-isolation", "tru-no-repair", "tru-shared-always", "tru-fold-pairs"]
 
 
 def test_registry_has_every_method():

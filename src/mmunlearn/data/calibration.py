@@ -32,7 +32,12 @@ FOLD_KEY = "calibration_items"
 
 
 def hold_out_items(data: InteractionData, share: float, seed: int = 0) -> tuple[InteractionData, np.ndarray]:
-    """``data`` without any interaction of a seeded random ``share`` of its train-active items; + the fold."""
+    """``data`` without any interaction of a seeded random ``share`` of its train-active items; + the fold.
+
+    The fold's *training* interactions are kept aside as ``held_out``: where a model ranks a never-positive
+    item for the users who liked it is what Retrain does with a deleted item's pairs, and on a backbone
+    whose items are their content that is far above where it ranks such an item for anyone else
+    (docs/BENCHMARKS.md §9l)."""
     if not 0.0 < share < 0.5:
         raise InputError(f"calibration share must be in (0, 0.5), got {share}")
     active = np.flatnonzero(np.bincount(data.train.indices, minlength=data.n_items) > 0)
@@ -48,7 +53,11 @@ def hold_out_items(data: InteractionData, share: float, seed: int = 0) -> tuple[
         splits[s] = mat
     source = (f"{data.source}; calibration fold: {n} items ({share:g} of the {len(active)} train-active, "
               f"seed={seed}) held out of every split")
-    out = InteractionData(name=f"{data.name}-cal", source=source, modalities=data.modalities, **splits)
+    users, items = data.pairs("train")
+    in_fold = np.isin(items, fold)
+    held = np.stack([users[in_fold], items[in_fold]], axis=1)  # kept aside: the fold's likers (held_out)
+    out = InteractionData(name=f"{data.name}-cal", source=source, modalities=data.modalities, held_out=held,
+                          **splits)
     return out, fold
 
 

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +31,8 @@ SPLITS = ("train", "valid", "test")
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
 #: optional sidecar in a dataset folder recording provenance of ``*_feat.npy`` files
 SIDECAR = "mmunlearn.json"
+#: the sidecar's field holding :attr:`InteractionData.held_out`
+HELD_OUT_KEY = "held_out_pairs"
 #: beyond this an id is not a 0-based index but an unmapped raw id (and would allocate absurdly)
 _MAX_ID_SLACK = 10
 _INT32_MAX = np.iinfo(np.int32).max
@@ -69,6 +72,25 @@ def _canonical(mat: sp.spmatrix | sp.sparray, split: str, name: str) -> sp.csr_m
     return csr
 
 
+def _held_out_pairs(pairs: Any, shape: tuple[int, int], where: str) -> np.ndarray:
+    """``pairs`` as an ``[n, 2]`` int64 array inside the id space ``shape`` (a one-line error otherwise)."""
+    try:
+        arr = np.asarray(pairs)
+    except ValueError as exc:  # ragged lists
+        raise InputError(f"{where}: held-out pairs must be [n, 2] integer (user, item) ids ({exc})") from None
+    if arr.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    if arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{where}: held-out pairs must be [n, 2] integer (user, item) ids, "
+                         f"got shape {arr.shape} of {arr.dtype}")
+    for col, (what, n) in enumerate((("user", shape[0]), ("item", shape[1]))):
+        bad = np.flatnonzero((arr[:, col] < 0) | (arr[:, col] >= n))
+        if len(bad):
+            raise InputError(f"{where}: held-out pair {int(bad[0])} has {what} id {int(arr[bad[0], col])} "
+                             f"outside 0..{n - 1}")
+    return arr.astype(np.int64, copy=False)
+
+
 @dataclass(frozen=True, eq=False)
 class InteractionData:
     """Train/valid/test interactions as binary CSR matrices over a fixed id space, plus content.
@@ -85,10 +107,18 @@ class InteractionData:
     test: sp.csr_matrix
     modalities: dict[str, Modality] = field(default_factory=dict)
     source: str = ""
+    #: ``[n, 2]`` (user, item) pairs held out of every split — a calibration fold's training interactions
+    #: (``data/calibration.py``). Never trained or evaluated on; TRU's ``item_reference = "fold-pairs"``
+    #: ranks them as the pairs of items a model saw only as negatives, for the users who liked them. Not
+    #: training data, so outside :meth:`fingerprint` (a model trained on the splits does not depend on them)
+    held_out: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for s in SPLITS:
             object.__setattr__(self, s, _canonical(getattr(self, s), s, self.name))
+        if self.held_out is not None:
+            object.__setattr__(self, "held_out", _held_out_pairs(self.held_out, self.train.shape,
+                                                                 f"dataset {self.name!r}"))
         shapes = {s: getattr(self, s).shape for s in SPLITS}
         if len(set(shapes.values())) != 1:
             raise InputError(f"dataset {self.name!r}: split shapes differ: {shapes}")
@@ -491,7 +521,12 @@ def load_folder(path: Path, name: str | None = None) -> InteractionData:
     if missing:
         raise InputError(f"{path / SIDECAR}: declares modality {missing[0]!r} but {missing[0]}_feat.npy is missing")
     source = meta.get("source") or str(inters[0])
-    return replace(data, modalities=modalities, source=source)
+    held = meta.get(HELD_OUT_KEY)
+    if held is not None and not isinstance(held, list):
+        raise InputError(f"{path / SIDECAR}: field {HELD_OUT_KEY} must be a list of [user, item] pairs")
+    if held is not None:
+        held = _held_out_pairs(held, data.train.shape, f"{path / SIDECAR}: field {HELD_OUT_KEY}")
+    return replace(data, modalities=modalities, source=source, held_out=held)
 
 
 def _read_sidecar(path: Path) -> dict:
@@ -534,6 +569,8 @@ def write_dataset_folder(data: InteractionData, out: Path, extra: dict | None = 
             modalities[name] = {"provenance": mod.provenance, "source": mod.source}
         sidecar = {"name": data.name, "source": data.source, "n_users": data.n_users, "n_items": data.n_items,
                    "modalities": modalities, **(extra or {})}
+        if data.held_out is not None:
+            sidecar[HELD_OUT_KEY] = data.held_out.tolist()
         (build / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
         install_folder(build, out)
     finally:

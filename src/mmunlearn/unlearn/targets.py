@@ -41,7 +41,7 @@ from mmunlearn.models.base import Recommender
 
 KIND_PAIR, KIND_ITEM, KIND_USER = 0, 1, 2
 KIND_NAMES = {KIND_PAIR: "pair", KIND_ITEM: "item", KIND_USER: "user"}
-ITEM_REFERENCES = ("never-positive", "least-popular")
+ITEM_REFERENCES = ("never-positive", "least-popular", "fold-pairs")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,11 @@ class TargetConfig:
     fresh_seed: int = option(104729, "seed offset of the fresh rows that are the deleted users' reference", ge=0)
     item_reference: str = option("never-positive", "item-kind reference: 'never-positive' (items never a "
                                                    "training positive: natural ones plus a held-out "
-                                                   "calibration fold) or 'least-popular' (the old fallback)")
+                                                   "calibration fold, each scored for a deleting user), "
+                                                   "'fold-pairs' (the fold's held-out interactions: never-"
+                                                   "positive items scored for the users who liked them; "
+                                                   "'never-positive' where the data holds none) or "
+                                                   "'least-popular' (the old fallback)")
     min_reference_items: int = option(20, "fewer never-positive items than this: the summary flags the item "
                                           "reference as resting on too few items", ge=1)
 
@@ -237,7 +241,7 @@ def negative_only_items(applied: AppliedRequest, cfg: TargetConfig | None = None
     retain, original = applied.retain, applied.original
     orig_deg = np.bincount(original.train.indices, minlength=original.n_items)
     never = np.flatnonzero(orig_deg == 0)
-    if len(never) and cfg.item_reference == "never-positive":
+    if len(never) and cfg.item_reference in ("never-positive", "fold-pairs"):  # the item prior's source too
         return never, f"never-positive items of the original train ({len(never)})"
     deg = np.bincount(retain.train.indices, minlength=retain.n_items).astype(float)
     deg[applied.deleted_items] = np.inf
@@ -267,17 +271,36 @@ def item_reference_percentiles(user_emb, item_emb, applied: AppliedRequest, pair
                             candidates=cand)
 
 
+def fold_pair_percentiles(user_emb, item_emb, applied: AppliedRequest, cand: np.ndarray | None) -> np.ndarray:
+    """Percentiles of the calibration fold's held-out interactions (``InteractionData.held_out``): where the
+    model ranks items it saw only as negatives *for the users who liked them* — what Retrain does with a
+    deleted item's pairs. Empty when the data holds none (a fold written before they were kept, or none)."""
+    held = applied.original.held_out
+    if held is None or len(held) == 0:
+        return np.zeros(0)
+    return rank_percentiles(user_emb, item_emb, held, applied.retain.train, candidates=cand)
+
+
 def _item_targets(user_emb, item_emb, applied: AppliedRequest, pairs: np.ndarray, start: np.ndarray,
                   cfg: TargetConfig, rng: np.random.Generator, cand: np.ndarray | None,
                   ) -> tuple[np.ndarray, dict[str, Any]]:
     never, how = negative_only_items(applied, cfg)
-    ref = item_reference_percentiles(user_emb, item_emb, applied, pairs, never, rng, cand)
+    fold_ref = fold_pair_percentiles(user_emb, item_emb, applied, cand) if cfg.item_reference == "fold-pairs" \
+        else np.zeros(0)
+    if len(fold_ref):
+        how = (f"fold-pairs: {len(fold_ref)} held-out interactions of "
+               f"{len(np.unique(applied.original.held_out[:, 1]))} fold items, for their own users")
+    elif cfg.item_reference == "fold-pairs":
+        how += " (fold-pairs asked for, but the data holds no held-out interactions)"
     # quantile-match per deleted item so each item's pairs get the reference's spread, keeping the pairs'
-    # own order within the item
+    # own order within the item: against the whole fold distribution, or against as many never-positive
+    # items as the item has pairs, each scored for the pair's own user
+    ref = fold_ref if len(fold_ref) else item_reference_percentiles(user_emb, item_emb, applied, pairs, never, rng,
+                                                                     cand)
     target = np.zeros(len(pairs))
     for it in np.unique(pairs[:, 1]):
         sel = np.flatnonzero(pairs[:, 1] == it)
-        target[sel] = quantile_match(start[sel], ref[sel])
+        target[sel] = quantile_match(start[sel], fold_ref if len(fold_ref) else ref[sel])
     info: dict[str, Any] = {"how": how, "reference_items": int(len(never)), "reference_mean": float(ref.mean())}
     if how.startswith("never-positive") and len(never) < cfg.min_reference_items:
         info["warning"] = (f"the item reference rests on {len(never)} item(s) (< {cfg.min_reference_items}); "
@@ -286,5 +309,5 @@ def _item_targets(user_emb, item_emb, applied: AppliedRequest, pairs: np.ndarray
 
 
 __all__ = ["TargetConfig", "ProxyTarget", "build_targets", "pair_kinds", "quantile_match", "negative_only_items",
-           "item_reference_percentiles", "ITEM_REFERENCES",
+           "item_reference_percentiles", "fold_pair_percentiles", "ITEM_REFERENCES",
            "KIND_PAIR", "KIND_ITEM", "KIND_USER", "KIND_NAMES"]

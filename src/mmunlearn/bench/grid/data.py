@@ -49,6 +49,7 @@ class GridData:
         d = self.data
         return {"name": d.name, "source": d.source, "n_users": d.n_users, "n_items": d.n_items,
                 "train_pairs": int(d.train.nnz), "fingerprint": d.fingerprint()[:16],
+                "held_out_pairs": 0 if d.held_out is None else int(len(d.held_out)),
                 "modalities": {n: {"provenance": m.provenance, "dim": m.dim, "source": m.source,
                                    "synthetic": m.is_synthetic} for n, m in d.modalities.items()},
                 "content_warnings": list(self.warnings), "notes": list(self.notes)}

@@ -104,7 +104,10 @@ class TRUConfig:
     valid_sample: int = option(8000, "valid pairs scored for the bucket reference (cost O(sample))", ge=0)
     rank_sample: int = option(512, "items sampled once to estimate rank percentiles (0 = all items)", ge=0)
     item_reference: str = option("never-positive", "item-kind reference and item prior: 'never-positive' "
-                                                   "(natural + a held-out calibration fold) or 'least-popular'",
+                                                   "(natural + a held-out calibration fold), 'fold-pairs' "
+                                                   "(the reference from the fold's held-out interactions, "
+                                                   "for their own users; the prior as 'never-positive') "
+                                                   "or 'least-popular'",
                                  acts_in=("deleted_items",))
 
     def __post_init__(self) -> None:
@@ -163,6 +166,10 @@ register_method("tru-no-isolation", TRU, TRUConfig, "TRU without layer isolation
                 preset={"isolation": False}, search=TRU_SEARCH)
 register_method("tru-no-repair", TRU, TRUConfig, "TRU without the triggered retain-side repair",
                 preset={"repair_epochs": 0.0}, search=TRU_SEARCH)
+register_method("tru-fold-pairs", TRU, TRUConfig, "TRU whose item reference is the calibration fold's held-out "
+                                                  "interactions, for their own users (differs from tru only "
+                                                  "on item deletions, with a fold written by holdout-items)",
+                preset={"item_reference": "fold-pairs"}, search=TRU_SEARCH)
 register_method("tru-shared-always", TRU, TRUConfig, "TRU whose shared groups always join the push (the rule "
                                                      "before 'auto'; differs from tru only without item rows)",
                 preset={"shared": "always"}, search=TRU_SEARCH)
