@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -139,3 +141,26 @@ def miggt_trained(small_data):
     model = build_model("miggt", small_data, cfg)
     train(model, small_data, FAST_TRAIN, show_progress=False)
     return model
+
+
+@functools.cache
+def content_fold_case(backbone: str) -> tuple[UnlearnContext, np.ndarray]:
+    """A planted dataset whose image *is* the item factors (what users like is visible in the content),
+    a 20 % calibration fold with its interactions kept aside, a briefly trained model and an item request.
+    Cached: the target tests and the selection tests share one training per backbone."""
+    from mmunlearn.data.calibration import hold_out_items
+    from mmunlearn.data.synthetic import one_signal_modality
+
+    data, fold = hold_out_items(generate(one_signal_modality("image", n_users=300, n_items=200, seed=5)), 0.2,
+                                seed=1)
+    torch.set_num_threads(1)
+    seed_everything(0)
+    over = {"dim": 16, "hidden": 32, "hops": "id=2,image=1,text=1"} if backbone == "miggt" else \
+        {"dim": 16, "n_layers": 2}
+    cfg = model_config(backbone, ("test", over))
+    model = build_model(backbone, data, cfg)
+    epochs = 20 if backbone == "miggt" else 12
+    train(model, data, TrainConfig(epochs=epochs, min_epochs=epochs, patience=99, batch_size=512, lr=1e-2,
+                                   threads=1, eval_every=epochs), show_progress=False)
+    applied = apply_request(data, sample_request(data, "item", 0.1, 0))
+    return UnlearnContext(original=model, applied=applied, model_name=backbone, model_config=cfg, seed=0), fold

@@ -17,7 +17,7 @@ from mmunlearn.unlearn.targets import (
 )
 from mmunlearn.unlearn.tru.exact import exact_part
 
-from .conftest import make_ctx
+from .conftest import content_fold_case, make_ctx
 
 
 def test_quantile_match_has_the_reference_distribution_in_the_current_order():
@@ -164,32 +164,6 @@ def test_least_popular_item_reference_is_the_old_fallback_as_an_option(trained, 
 
 # --- the fold's held-out interactions as the item reference (item_reference = "fold-pairs") -----------
 
-def _content_fold_case(backbone: str):
-    """A planted dataset whose image *is* the item factors (what users like is visible in the content),
-    a 20 % calibration fold with its interactions kept aside, a briefly trained model and an item request."""
-    from mmunlearn.data.calibration import hold_out_items
-    from mmunlearn.data.requests import apply_request, sample_request
-    from mmunlearn.data.synthetic import generate, one_signal_modality
-    from mmunlearn.models.registry import build_model, model_config
-    from mmunlearn.train.trainer import TrainConfig, seed_everything, train
-    from mmunlearn.unlearn.base import UnlearnContext
-
-    data, fold = hold_out_items(generate(one_signal_modality("image", n_users=300, n_items=200, seed=5)), 0.2,
-                                seed=1)
-    torch.set_num_threads(1)
-    seed_everything(0)
-    over = {"dim": 16, "hidden": 32, "hops": "id=2,image=1,text=1"} if backbone == "miggt" else \
-        {"dim": 16, "n_layers": 2}
-    cfg = model_config(backbone, ("test", over))
-    model = build_model(backbone, data, cfg)
-    epochs = 20 if backbone == "miggt" else 12
-    train(model, data, TrainConfig(epochs=epochs, min_epochs=epochs, patience=99, batch_size=512, lr=1e-2,
-                                   threads=1, eval_every=epochs), show_progress=False)
-    applied = apply_request(data, sample_request(data, "item", 0.1, 0))
-    ctx = UnlearnContext(original=model, applied=applied, model_name=backbone, model_config=cfg, seed=0)
-    return ctx, fold
-
-
 def _item_target_mean(model, applied, reference: str) -> tuple[float, dict]:
     from mmunlearn.unlearn.targets import KIND_ITEM, TargetConfig
 
@@ -206,7 +180,7 @@ def test_fold_pairs_reference_is_where_the_model_ranks_fold_items_for_their_own_
     planted grid against Retrain)."""
     from mmunlearn.unlearn.targets import fold_pair_percentiles
 
-    ctx, fold = _content_fold_case(backbone)
+    ctx, fold = content_fold_case(backbone)
     held = ctx.applied.original.held_out
     assert len(held) and set(np.unique(held[:, 1])) == set(fold)
     model, _ = exact_part(ctx)
@@ -226,7 +200,7 @@ def test_fold_pairs_without_held_out_interactions_is_the_never_positive_referenc
 
     from mmunlearn.data.requests import apply_request
 
-    ctx, _ = _content_fold_case("lightgcn")
+    ctx, _ = content_fold_case("lightgcn")
     bare = apply_request(replace(ctx.applied.original, held_out=None), ctx.applied.request)
     model, _ = exact_part(replace(ctx, applied=bare))
     never, _ = _item_target_mean(model, bare, "never-positive")

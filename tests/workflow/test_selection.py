@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mmunlearn.unlearn.base import METHODS
 from mmunlearn.workflow.compare import compare_methods, markdown_table
 from mmunlearn.workflow.selection import Selector, choose, grid_configs, search_space, work_done
 
-from ..unlearn.conftest import FAST_TRAIN, make_ctx
+from ..unlearn.conftest import FAST_TRAIN, content_fold_case, make_ctx
 
 
 def test_choose_min_proxy_among_admissible_then_max_valid():
@@ -68,6 +69,31 @@ def test_selector_uses_valid_and_proxy_only(trained, small_data):
     assert {"D", "V", "proxy_mean", "target_mean", "work", "seconds"} <= set(report["grid"][0])
     assert all(row["work"] > 0 for row in report["grid"])  # every candidate took reverse steps
     assert res.model is not None and cfg is not None
+
+
+def test_a_candidate_is_judged_against_its_own_item_reference(trained, small_data):
+    """tru-fold-pairs aims at the fold-pair reference; judged by the shared never-positive target the rule
+    picked the candidate that missed its own target most (BENCHMARKS §9l). Other references are built
+    only for item deletions: for any other request every candidate shares one target."""
+    from mmunlearn.unlearn.targets import KIND_ITEM, TargetConfig, build_targets
+    from mmunlearn.unlearn.tru.exact import exact_part
+    from mmunlearn.unlearn.tru.method import TRUConfig
+
+    ctx, _ = content_fold_case("miggt")
+    sel = Selector(ctx)
+    assert sel.target_for(TRUConfig()) is sel.target and sel.target_for(None) is sel.target
+    fold_target = sel.target_for(TRUConfig(item_reference="fold-pairs"))
+    model, _ = exact_part(ctx)
+    expected = build_targets(model, ctx.applied, TargetConfig(item_reference="fold-pairs"), seed=ctx.seed)
+    np.testing.assert_allclose(fold_target.target, expected.target)
+    items = fold_target.kind == KIND_ITEM
+    assert fold_target.target[items].mean() < sel.target.target[items].mean() - 0.05
+    _, report, _ = sel.select("tru-fold-pairs")
+    assert [row["target_mean"] for row in report["grid"]] == \
+        pytest.approx([float(fold_target.target.mean())] * len(report["grid"]))
+
+    other = Selector(make_ctx(trained, small_data, "interaction"))
+    assert other.target_for(TRUConfig(item_reference="fold-pairs")) is other.target
 
 
 def test_compare_methods_rows_and_markdown(trained, small_data, tmp_path):
