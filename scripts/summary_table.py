@@ -5,6 +5,9 @@ The tables in docs/BENCHMARKS.md are printed by this script from each folder's `
 
     .venv/bin/python scripts/summary_table.py results/grid-baby-mgcn-influence \\
         --methods ref-retrain-noise,tru,rebuild-reset,ifru,scif --columns gap,ks,ndcg@20_vs_retrain,seconds,speedup
+
+``--seeds`` keeps some seeds only (a method's design seeds apart from its held-out ones); the column
+``abs_gap`` is the mean of |gap| per seed, which a mean gap hides when seeds miss on both sides.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 LABELS = {"ref-retrain": "Retrain", "ref-retrain-noise": "Retrain, 2nd seed", "ref-original": "Original"}
-FORMATS = {"gap": "{:+.3f}", "ks": "{:.3f}", "ndcg@20_vs_retrain": "{:.3f}", "seconds": "{:.1f}",
+DERIVED = {"abs_gap": lambda r: abs(float(r["gap"])) if r.get("gap") not in (None, "") else None}
+FORMATS = {"gap": "{:+.3f}", "abs_gap": "{:.3f}", "ks": "{:.3f}", "ndcg@20_vs_retrain": "{:.3f}", "seconds": "{:.1f}",
            "speedup": "{:.0f}", "mia_member_rate": "{:.3f}", "forget_recall@20": "{:.3f}"}
 
 
@@ -46,8 +50,9 @@ def table(rows: list[dict[str, str]], methods: list[str], columns: list[str]) ->
         key = (r["dataset"], r["backbone"], r["regime"], r["method"])
         seeds[key].add(r["seed"])
         for c in columns:
-            if r.get(c) not in (None, ""):
-                by[key][c].append(float(r[c]))
+            value = DERIVED[c](r) if c in DERIVED else (float(r[c]) if r.get(c) not in (None, "") else None)
+            if value is not None:
+                by[key][c].append(value)
     groups = sorted({k[:3] for k in by}, key=lambda k: (k[0], k[1], ("user", "item", "interaction").index(k[2])
                                                           if k[2] in ("user", "item", "interaction") else 9))
     lines = ["| dataset | backbone | regime | method | seeds | " + " | ".join(columns) + " |",
@@ -67,8 +72,13 @@ def main() -> None:
     ap.add_argument("folders", type=Path, nargs="+")
     ap.add_argument("--methods", required=True, help="comma-separated, in row order (ref-retrain-noise, ...)")
     ap.add_argument("--columns", default="gap,ks,ndcg@20_vs_retrain,seconds,speedup")
+    ap.add_argument("--seeds", default="", help="comma-separated seeds to keep (default: all)")
     args = ap.parse_args()
-    print(table(read_rows(args.folders), args.methods.split(","), args.columns.split(",")))
+    rows = read_rows(args.folders)
+    if args.seeds:
+        keep = set(args.seeds.split(","))
+        rows = [r for r in rows if r["seed"] in keep]
+    print(table(rows, args.methods.split(","), args.columns.split(",")))
 
 
 if __name__ == "__main__":
