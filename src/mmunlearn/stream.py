@@ -203,7 +203,9 @@ def measure_drift(model_dir: Path, anchor: Path, since_anchor: list[Path], seed:
     meta = read_meta(anchor)
     ctx = UnlearnContext(original=exact.model, applied=applied, model_name=meta["model"],
                          model_config=exact.model.config, train_config=TrainConfig(), seed=seed, device=device)
-    return float(summarise(current.model, ctx)["proxy_gap"])
+    # judged against the reference the step's method aimed at (an exact step's config names none)
+    reference = ((read_meta(model_dir).get("lineage") or {}).get("config") or {}).get("item_reference")
+    return float(summarise(current.model, ctx, reference)["proxy_gap"])
 
 
 def run_stream(checkpoint: Path, requests: Path, out: Path, cfg: StreamConfig,

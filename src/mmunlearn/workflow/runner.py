@@ -126,7 +126,7 @@ def _unlearn_locked(run_dir: Path, parent: Checkpoint, request: ForgetRequest, a
     run = run_method(method, ctx, fixed=fixed, select=select)
     result, cfg = run.result, run.config
     selection = run.selection if select else None
-    metrics = summarise(result.model, ctx)
+    metrics = summarise(result.model, ctx, getattr(cfg, "item_reference", None))
     metrics["seconds"] = result.seconds
     cumulative = ForgetRequest.from_dict(meta["request"]).merged_with(request) if meta.get("request") else request
     lineage = {"parent_path": str(run_dir.resolve()), "parent_hash": parent.hash, "request_hash": request.hash,
@@ -187,20 +187,27 @@ def _swap_in_and_record(stage: Path, out: Path, run_dir: Path, entry: dict[str, 
     return written
 
 
-def summarise(model: torch.nn.Module, ctx: UnlearnContext) -> dict[str, Any]:
-    """Valid utility and the retrain-free forgetting proxy (what may be looked at without Retrain)."""
-    from mmunlearn.unlearn.targets import build_targets
+def summarise(model: torch.nn.Module, ctx: UnlearnContext,
+              item_reference: str | None = None) -> dict[str, Any]:
+    """Valid utility and the retrain-free forgetting proxy (what may be looked at without Retrain).
+
+    ``item_reference`` is the reference the method aimed at (TRU's setting; the targets' default when
+    None): a proxy built on another reference would report a method that hit its own target as off it,
+    and a stream's drift budget would act on that (docs/BENCHMARKS.md §9l)."""
+    from mmunlearn.unlearn.targets import TargetConfig, build_targets
     from mmunlearn.unlearn.tru.exact import exact_part
 
     applied = ctx.applied
     users = utility_users(applied)
     valid = evaluate_split(model, applied.retain, "valid", ks=(20,), users=users)
     ref, _ = exact_part(ctx)
-    target = build_targets(ref, applied, seed=ctx.seed)
+    target_cfg = TargetConfig(item_reference=item_reference or TargetConfig.item_reference)
+    target = build_targets(ref, applied, target_cfg, seed=ctx.seed)
     pct = target.percentiles(model)
     return {"valid_recall@20": valid["recall@20"], "valid_ndcg@20": valid["ndcg@20"],
             "proxy_pct_mean": float(np.mean(pct)), "proxy_target_mean": float(np.mean(target.target)),
             "proxy_gap": float(np.mean(pct) - np.mean(target.target)),
+            "proxy_item_reference": target_cfg.item_reference,
             "forget_pairs": int(applied.forget.nnz)}
 
 
