@@ -187,6 +187,7 @@ def test_fold_pairs_reference_is_where_the_model_ranks_fold_items_for_their_own_
     never, _ = _item_target_mean(model, ctx.applied, "never-positive")
     pairs_mean, info = _item_target_mean(model, ctx.applied, "fold-pairs")
     assert info["how"].startswith(f"fold-pairs: {len(held)} held-out interactions of {len(fold)} fold items")
+    assert info["reference_items"] == len(fold)
     u_emb, i_emb = model.final_embeddings()
     assert pairs_mean == pytest.approx(fold_pair_percentiles(u_emb, i_emb, ctx.applied, None).mean(), abs=0.01)
     if backbone == "lightgcn":

@@ -301,7 +301,8 @@ def _item_targets(user_emb, item_emb, applied: AppliedRequest, pairs: np.ndarray
     for it in np.unique(pairs[:, 1]):
         sel = np.flatnonzero(pairs[:, 1] == it)
         target[sel] = quantile_match(start[sel], fold_ref if len(fold_ref) else ref[sel])
-    info: dict[str, Any] = {"how": how, "reference_items": int(len(never)), "reference_mean": float(ref.mean())}
+    n_ref_items = len(np.unique(applied.original.held_out[:, 1])) if len(fold_ref) else len(never)
+    info: dict[str, Any] = {"how": how, "reference_items": int(n_ref_items), "reference_mean": float(ref.mean())}
     if how.startswith("never-positive") and len(never) < cfg.min_reference_items:
         info["warning"] = (f"the item reference rests on {len(never)} item(s) (< {cfg.min_reference_items}); "
                            "hold out a calibration fold before training: mmunlearn data holdout-items")

@@ -72,9 +72,8 @@ class Selector:
         self.ctx = ctx
         ref_model, _ = exact_part(ctx)
         self.target: ProxyTarget = build_targets(ref_model, ctx.applied, seed=ctx.seed)
+        del ref_model
         self._targets: dict[str, ProxyTarget] = {DEFAULT_ITEM_REFERENCE: self.target}
-        # Another item reference is only built on demand, and only a deletion of items can need one.
-        self._ref_model = ref_model if len(ctx.applied.deleted_items) else None
         rebuild = build_method("rebuild").run(ctx).model
         self.v_rebuild = valid_utility(rebuild, ctx.applied)
         del rebuild
@@ -84,11 +83,14 @@ class Selector:
         own item reference (TRU's ``item_reference``) and the request deletes items. Judging a method
         that aims at the fold-pair reference by the never-positive target picked the candidate that
         missed its own target most (docs/BENCHMARKS.md §9l)."""
+        from mmunlearn.unlearn.tru.exact import exact_part
+
         reference = getattr(cfg, "item_reference", DEFAULT_ITEM_REFERENCE)
-        if self._ref_model is None or reference == DEFAULT_ITEM_REFERENCE:
+        if reference == DEFAULT_ITEM_REFERENCE or not len(self.ctx.applied.deleted_items):
             return self.target
-        if reference not in self._targets:
-            self._targets[reference] = build_targets(self._ref_model, self.ctx.applied,
+        if reference not in self._targets:  # the exact part again rather than a model copy held meanwhile
+            ref_model, _ = exact_part(self.ctx)
+            self._targets[reference] = build_targets(ref_model, self.ctx.applied,
                                                      TargetConfig(item_reference=reference), seed=self.ctx.seed)
         return self._targets[reference]
 
