@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmunlearn.unlearn.base import METHODS
+from mmunlearn.unlearn.base import METHODS, build_method
 from mmunlearn.workflow.compare import compare_methods, markdown_table
 from mmunlearn.workflow.selection import Selector, choose, grid_configs, search_space, work_done
 
@@ -94,6 +94,24 @@ def test_a_candidate_is_judged_against_its_own_item_reference(trained, small_dat
 
     other = Selector(make_ctx(trained, small_data, "interaction"))
     assert other.target_for(TRUConfig(item_reference="fold-pairs")) is other.target
+
+
+def test_a_candidate_that_did_no_work_ends_the_search(trained, small_data):
+    """A user deletion leaves TRU nothing to push once the users' rows are fresh: the searched step sizes
+    never act, so the other three candidates would be the same model; the search stops and says so, and
+    the choice is the one the full grid makes."""
+    ctx = make_ctx(trained, small_data, "user")
+    sel = Selector(ctx)
+    cfg, report, res = sel.select("tru")
+    assert res.log["steps"] == 0 and report["grid"][0]["work"] == 0
+    assert len(report["grid"]) == 1 and report["chosen"] == 0 and "did no work" in report["stopped_early"]
+    first = grid_configs("tru")[0]
+    assert cfg == first
+    full = [sel.score(build_method("tru", c).run(ctx), c) for c in grid_configs("tru")]
+    assert choose(full, sel.v_rebuild) == 0 and len({(s["D"], s["V"]) for s in full}) == 1
+
+    _, busy, _ = sel.select("neggrad")  # always takes steps: the whole grid runs
+    assert len(busy["grid"]) == 4 and "stopped_early" not in busy
 
 
 def test_compare_methods_rows_and_markdown(trained, small_data, tmp_path):

@@ -152,6 +152,10 @@ class MethodSpec:
     summary: str
     #: setting → values the selection rule tries (empty: a one-point grid, the defaults)
     search: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    #: the searched settings act only through the work the call logs (``steps``, ``hvp_calls``): a
+    #: candidate that did none is every candidate, and the selection stops there. Declared, not assumed —
+    #: a plug-in's setting may act without a logged step
+    search_acts_through_work: bool = False
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -159,14 +163,16 @@ METHODS: dict[str, MethodSpec] = {}
 
 def register_method(name: str, cls: type[UnlearnMethod], config_cls: type, summary: str,
                     preset: dict[str, Any] | None = None,
-                    search: dict[str, list[Any] | tuple[Any, ...]] | None = None) -> None:
+                    search: dict[str, list[Any] | tuple[Any, ...]] | None = None,
+                    search_acts_through_work: bool = False) -> None:
     """Register ``name``; ``search`` keys must be fields of ``config_cls`` (checked here, not at selection)."""
     known = {f.name for f in fields(config_cls)}
     for key in (preset or {}).keys() | (search or {}).keys():
         if key not in known:
             raise ValueError(f"method {name!r}: {key!r} is not a {config_cls.__name__} field")
     METHODS[name] = MethodSpec(cls=cls, config_cls=config_cls, preset=dict(preset or {}), summary=summary,
-                               search={k: tuple(v) for k, v in (search or {}).items()})
+                               search={k: tuple(v) for k, v in (search or {}).items()},
+                               search_acts_through_work=search_acts_through_work)
 
 
 def _ensure_loaded() -> None:

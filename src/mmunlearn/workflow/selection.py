@@ -20,6 +20,13 @@ The rule (docs/TRU.md §Selection):
    Hessian-vector products the call logged; then the first in the grid). If none is admissible, take the
    highest ``V``.
 
+For a method whose searched settings act only through the work it logs (declared at registration:
+``search_acts_through_work``; TRU and its variants, whose ``lr`` and ``precondition`` shape the push), a
+candidate that did no work (:func:`work_done` = 0 — the exact part left nothing to push, as in a user
+deletion) ends the search: the rest of the grid would return the same model, and the rule would pick the
+first of equals anyway. The choice is unchanged and the report says the search stopped
+(``stopped_early``); on Clothing's user regime that is one TRU run instead of four.
+
 The last tie-break counts work instead of timing it: wall time depends on what else the machine runs, so
 a timed tie-break made the same command on the same data pick another near-equal candidate from one run
 to the next (docs/BENCHMARKS.md §9h). Seconds are still measured and reported.
@@ -107,10 +114,14 @@ class Selector:
         selection report and its result."""
         candidates = []
         searched = search_space(name, fixed)
-        for cfg in grid_configs(name, fixed):
+        configs = grid_configs(name, fixed)
+        idle_ends = method_spec(name).search_acts_through_work
+        for cfg in configs:
             res = build_method(name, cfg).run(self.ctx)
             sc = self.score(res, cfg)
             candidates.append((cfg, sc, res))
+            if idle_ends and sc["work"] == 0:
+                break  # the searched settings never acted: every other candidate is this one (see below)
         chosen = choose([sc for _, sc, _ in candidates], self.v_rebuild)
         cfg, _, best_result = candidates[chosen]
         report = {"rule": f"min |proxy gap| s.t. valid NDCG@20 >= (1-{UTILITY_SLACK}) x rebuild; "
@@ -119,6 +130,10 @@ class Selector:
                   "fixed": dict(fixed or {}),
                   "grid": [{"config": {k: getattr(c, k) for k in searched}, **sc}
                            for c, sc, _ in candidates]}
+        if len(candidates) < len(configs):
+            report["stopped_early"] = (f"candidate {len(candidates) - 1} did no work, so its searched settings "
+                                       f"never acted; the {len(configs) - len(candidates)} not run would "
+                                       f"return the same model")
         return cfg, report, best_result
 
 

@@ -156,20 +156,21 @@ class TRU(UnlearnMethod):
 TRU_SEARCH = {"lr": [50.0, 100.0], "precondition": [100.0, 300.0]}
 
 register_method("tru", TRU, TRUConfig, "Targeted Reverse Update: exact part + gated, scaled, isolated reverse "
-                                       "updates to retrain-free rank targets", search=TRU_SEARCH)
+                                       "updates to retrain-free rank targets",
+                search=TRU_SEARCH, search_acts_through_work=True)
 register_method("tru-no-gate", TRU, TRUConfig, "TRU without the ranking gate (uniform reverse weight, fixed "
                                                "epochs)", preset={"gate": False, "epochs": 3, "lr": 10.0},
                 search={"lr": [10.0, 50.0], "epochs": [2, 5]})
 register_method("tru-no-scaling", TRU, TRUConfig, "TRU without branch-wise modality scaling",
-                preset={"scaling": False}, search=TRU_SEARCH)
+                preset={"scaling": False}, search=TRU_SEARCH, search_acts_through_work=True)
 register_method("tru-no-isolation", TRU, TRUConfig, "TRU without layer isolation (all groups, all rows)",
-                preset={"isolation": False}, search=TRU_SEARCH)
+                preset={"isolation": False}, search=TRU_SEARCH, search_acts_through_work=True)
 register_method("tru-no-repair", TRU, TRUConfig, "TRU without the triggered retain-side repair",
-                preset={"repair_epochs": 0.0}, search=TRU_SEARCH)
+                preset={"repair_epochs": 0.0}, search=TRU_SEARCH, search_acts_through_work=True)
 register_method("tru-fold-pairs", TRU, TRUConfig, "TRU whose item reference is the calibration fold's held-out "
                                                   "interactions, for their own users (differs from tru only "
                                                   "on item deletions, with a fold written by holdout-items)",
-                preset={"item_reference": "fold-pairs"}, search=TRU_SEARCH)
+                preset={"item_reference": "fold-pairs"}, search=TRU_SEARCH, search_acts_through_work=True)
 register_method("tru-shared-always", TRU, TRUConfig, "TRU whose shared groups always join the push (the rule "
                                                      "before 'auto'; differs from tru only without item rows)",
-                preset={"shared": "always"}, search=TRU_SEARCH)
+                preset={"shared": "always"}, search=TRU_SEARCH, search_acts_through_work=True)
