@@ -204,7 +204,7 @@ def measure_drift(model_dir: Path, anchor: Path, since_anchor: list[Path], seed:
     ctx = UnlearnContext(original=exact.model, applied=applied, model_name=meta["model"],
                          model_config=exact.model.config, train_config=TrainConfig(), seed=seed, device=device)
     # judged against the reference the step's method aimed at (an exact step's config names none)
-    reference = ((read_meta(model_dir).get("lineage") or {}).get("config") or {}).get("item_reference")
+    reference = ((current.meta.get("lineage") or {}).get("config") or {}).get("item_reference")
     return float(summarise(current.model, ctx, reference)["proxy_gap"])
 
 

@@ -287,9 +287,10 @@ def _item_targets(user_emb, item_emb, applied: AppliedRequest, pairs: np.ndarray
     never, how = negative_only_items(applied, cfg)
     fold_ref = fold_pair_percentiles(user_emb, item_emb, applied, cand) if cfg.item_reference == "fold-pairs" \
         else np.zeros(0)
+    n_ref_items = len(never)
     if len(fold_ref):
-        how = (f"fold-pairs: {len(fold_ref)} held-out interactions of "
-               f"{len(np.unique(applied.original.held_out[:, 1]))} fold items, for their own users")
+        n_ref_items = len(np.unique(applied.original.held_out[:, 1]))
+        how = f"fold-pairs: {len(fold_ref)} held-out interactions of {n_ref_items} fold items, for their own users"
     elif cfg.item_reference == "fold-pairs":
         how += " (fold-pairs asked for, but the data holds no held-out interactions)"
     # quantile-match per deleted item so each item's pairs get the reference's spread, keeping the pairs'
@@ -301,7 +302,6 @@ def _item_targets(user_emb, item_emb, applied: AppliedRequest, pairs: np.ndarray
     for it in np.unique(pairs[:, 1]):
         sel = np.flatnonzero(pairs[:, 1] == it)
         target[sel] = quantile_match(start[sel], fold_ref if len(fold_ref) else ref[sel])
-    n_ref_items = len(np.unique(applied.original.held_out[:, 1])) if len(fold_ref) else len(never)
     info: dict[str, Any] = {"how": how, "reference_items": int(n_ref_items), "reference_mean": float(ref.mean())}
     if how.startswith("never-positive") and len(never) < cfg.min_reference_items:
         info["warning"] = (f"the item reference rests on {len(never)} item(s) (< {cfg.min_reference_items}); "
