@@ -77,3 +77,25 @@ def test_rerun_of_a_method_the_grid_lacks_is_refused_before_anything_is_written(
     with pytest.raises(InputError, match="--rerun tru: not a method of this grid"):
         run_grid(cfg, out, show_progress=False, report=False, rerun=["tru"])
     assert (out / "grid.json").read_bytes() == record
+
+
+def test_extending_a_user_regime_group_reuses_the_saved_attack_shadow(tmp_path, monkeypatch):
+    import mmunlearn.train.shadow as shadow_module
+
+    out = tmp_path / "res"
+    only_user_attack = dict(mia=False, cka=False, overlap=False)
+    run_grid(tiny_config(**only_user_attack), out, show_progress=False, report=False)
+    shadows = list((out / "models/synthetic/lightgcn").glob("shadow-s1000-*/meta.json"))
+    assert len(shadows) == 1
+    saved = shadows[0].stat().st_mtime_ns
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained the attack's shadow again although it was saved")
+
+    monkeypatch.setattr(shadow_module, "train", no_training)
+    res = run_grid(tiny_config(methods=["rebuild", "rebuild-reset"], **only_user_attack), out, extend=True,
+                   show_progress=False, report=False)
+    assert [c.method for c in res.computed] == ["rebuild-reset"]
+    assert shadows[0].stat().st_mtime_ns == saved
+    cell = json.loads(res.computed[0].path(out).read_text())
+    assert "user_attack" in cell["audits"]

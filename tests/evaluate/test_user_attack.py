@@ -87,3 +87,23 @@ def test_deleted_users_look_member_without_unlearning(attack, user_case, origina
     assert gone["auc_retained_vs_forget"] > 0.75
     assert gone["n_forget"] == len(case.forget_users)
     assert gone["n_retained"] == case.data.n_users - len(case.forget_users)
+
+
+
+def test_the_shadow_cache_is_asked_by_a_key_that_names_the_training(audit_data):
+    """Same call, same key (served from the store, no training); another training length, another key."""
+    store: dict[str, object] = {}
+    trained: list[str] = []
+
+    def cache(data, key, train_fresh):
+        if key not in store:
+            trained.append(key)
+            store[key] = train_fresh()
+        return store[key]
+
+    first = fit_user_attack(audit_data, "lightgcn", MODEL_CFG, TRAIN_CFG, seed=0, epochs=2, cache=cache)
+    again = fit_user_attack(audit_data, "lightgcn", MODEL_CFG, TRAIN_CFG, seed=0, epochs=2, cache=cache)
+    assert len(trained) == 1 and trained[0].startswith("s1000-")
+    assert again.heldout_auc == pytest.approx(first.heldout_auc)
+    fit_user_attack(audit_data, "lightgcn", MODEL_CFG, TRAIN_CFG, seed=0, epochs=3, cache=cache)
+    assert len(trained) == 2 and trained[1] != trained[0]

@@ -4,18 +4,42 @@ top-K overlap, each beside the value Retrain and the second-seed Retrain get (co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmunlearn.bench.grid.schema import GridConfig
 
+if TYPE_CHECKING:
+    from mmunlearn.train.shadow import ShadowCache
+
+
+def saved_shadows(folder: Path, model_config: Any, device: str) -> ShadowCache:
+    """A :data:`~mmunlearn.train.shadow.ShadowCache` keeping each shadow as a checkpoint in
+    ``folder/shadow-<key>`` beside the group's original, so extending a finished user-regime group with
+    another method does not train the attack's shadow (a full training) again. ``load_checkpoint``
+    checks the data and content fingerprints on load; the key already names them."""
+    def cache(data: Any, key: str, train_fresh: Callable[[], Any]) -> Any:
+        from mmunlearn.checkpoint import load_checkpoint, save_checkpoint
+
+        path = folder / f"shadow-{key}"
+        if (path / "meta.json").is_file():
+            return load_checkpoint(path, data, device=device).model
+        model = train_fresh()
+        save_checkpoint(path, model, data, model_config=model_config)
+        return model
+
+    return cache
+
 
 class GroupAuditor:
     """The audits of one group: attacks fitted once on the original, reference values computed once."""
 
-    def __init__(self, cfg: GridConfig, ctx: Any, retrain: Any, noise: Any, bar: Any, tag: str) -> None:
+    def __init__(self, cfg: GridConfig, ctx: Any, retrain: Any, noise: Any, bar: Any, tag: str,
+                 shadow_dir: Path | None = None) -> None:
         self.cfg, self.ctx, self.retrain, self.noise, self.bar, self.tag = cfg, ctx, retrain, noise, bar, tag
+        self.shadow_dir = shadow_dir
         applied = ctx.applied
         from mmunlearn.evaluate.forgetting import utility_users
 
@@ -48,7 +72,9 @@ class GroupAuditor:
             self._user_attack = fit_user_attack(
                 ctx.applied.original, ctx.model_name, ctx.model_config, ctx.train_config, seed=ctx.seed,
                 epochs=self.cfg.user_attack_epochs or None, mf_dim=self.cfg.user_attack_mf_dim,
-                k=self.cfg.user_attack_k)
+                k=self.cfg.user_attack_k,
+                cache=None if self.shadow_dir is None else saved_shadows(self.shadow_dir, ctx.model_config,
+                                                                         ctx.train_config.device))
         return self._user_attack
 
     def _mia_of(self, model: Any) -> dict[str, Any]:

@@ -365,7 +365,8 @@ class GroupRunner:
         bar.describe(f"{tag}: evaluating references")
         ref_ev = evaluate_forgetting(retrain, applied)
         noise_ev = evaluate_forgetting(noise, applied)
-        auditor = GroupAuditor(self.cfg, ctx, retrain, noise, bar, tag)
+        auditor = GroupAuditor(self.cfg, ctx, retrain, noise, bar, tag,
+                               shadow_dir=self.models_dir(dataset, backbone))
         refs = {"retrain": (retrain, ref_ev, rt_seconds, rt_log),
                 "retrain-noise": (noise, noise_ev, noise_seconds, noise_log),
                 "original": (original, None, 0.0, {"method": "original (no unlearning)",
