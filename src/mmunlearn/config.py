@@ -22,6 +22,10 @@ from mmunlearn.errors import InputError
 
 C = TypeVar("C")
 
+#: config fields that say where a training runs, not what it trains: a saved model (a grid's original,
+#: the user attack's shadow) is reused across them
+WHERE_IT_RUNS = frozenset({"device", "threads", "graph_cache_dir"})
+
 
 def option(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,  # noqa: A002
            le: float | None = None, lt: float | None = None, choices: tuple[Any, ...] | None = None,

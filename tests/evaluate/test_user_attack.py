@@ -89,7 +89,6 @@ def test_deleted_users_look_member_without_unlearning(attack, user_case, origina
     assert gone["n_retained"] == case.data.n_users - len(case.forget_users)
 
 
-
 def test_the_shadow_cache_is_asked_by_a_key_that_names_the_training(audit_data):
     """Same call, same key (served from the store, no training); another training length, another key."""
     store: dict[str, object] = {}

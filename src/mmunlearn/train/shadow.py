@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from mmunlearn.config import WHERE_IT_RUNS
 from mmunlearn.data.interactions import InteractionData
 from mmunlearn.evaluate.user_attack import UserAttack, fit_user_attack_with
 from mmunlearn.models.base import Recommender
@@ -24,7 +25,6 @@ from mmunlearn.train.trainer import TrainConfig, train
 #: ``(shadow_data, key, train_fresh) -> shadow``: returns the shadow saved under ``key`` for this data,
 #: else ``train_fresh()`` (and may save it). Implemented above this layer (bench), where checkpoints live.
 ShadowCache = Callable[[InteractionData, str, Callable[[], Recommender]], Recommender]
-_WHERE_IT_RUNS = frozenset({"device", "threads", "graph_cache_dir"})
 
 
 def fit_user_attack(data: InteractionData, backbone_name: str, model_config: Any, train_config: TrainConfig,
@@ -65,10 +65,9 @@ def fit_user_attack(data: InteractionData, backbone_name: str, model_config: Any
 
 def _shadow_key(data: InteractionData, backbone_name: str, model_config: Any, cfg: TrainConfig) -> str:
     """What a saved shadow depends on: the shadow split, the content, the backbone and both configs
-    (less where it runs: device, threads and the graph cache's folder do not change what is trained, as
-    for the grid's reuse of an original)."""
+    (less :data:`~mmunlearn.config.WHERE_IT_RUNS`, as for the grid's reuse of an original)."""
     def what(config: Any) -> dict[str, Any]:
-        return {k: v for k, v in asdict(config).items() if k not in _WHERE_IT_RUNS}
+        return {k: v for k, v in asdict(config).items() if k not in WHERE_IT_RUNS}
 
     record = {"data": data.fingerprint(), "content": data.content_fingerprint(), "backbone": backbone_name,
               "model_config": what(model_config), "train_config": what(cfg)}

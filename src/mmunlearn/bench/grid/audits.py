@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from mmunlearn.train.shadow import ShadowCache
 
 
-def saved_shadows(folder: Path, model_config: Any, device: str) -> ShadowCache:
+def saved_shadows(folder: Path, device: str) -> ShadowCache:
     """A :data:`~mmunlearn.train.shadow.ShadowCache` keeping each shadow as a checkpoint in
     ``folder/shadow-<key>`` beside the group's original, so extending a finished user-regime group with
     another method does not train the attack's shadow (a full training) again. ``load_checkpoint``
@@ -27,7 +27,7 @@ def saved_shadows(folder: Path, model_config: Any, device: str) -> ShadowCache:
         if (path / "meta.json").is_file():
             return load_checkpoint(path, data, device=device).model
         model = train_fresh()
-        save_checkpoint(path, model, data, model_config=model_config)
+        save_checkpoint(path, model, data, model_config=model.config)
         return model
 
     return cache
@@ -37,7 +37,7 @@ class GroupAuditor:
     """The audits of one group: attacks fitted once on the original, reference values computed once."""
 
     def __init__(self, cfg: GridConfig, ctx: Any, retrain: Any, noise: Any, bar: Any, tag: str,
-                 shadow_dir: Path | None = None) -> None:
+                 shadow_dir: Path) -> None:
         self.cfg, self.ctx, self.retrain, self.noise, self.bar, self.tag = cfg, ctx, retrain, noise, bar, tag
         self.shadow_dir = shadow_dir
         applied = ctx.applied
@@ -72,9 +72,7 @@ class GroupAuditor:
             self._user_attack = fit_user_attack(
                 ctx.applied.original, ctx.model_name, ctx.model_config, ctx.train_config, seed=ctx.seed,
                 epochs=self.cfg.user_attack_epochs or None, mf_dim=self.cfg.user_attack_mf_dim,
-                k=self.cfg.user_attack_k,
-                cache=None if self.shadow_dir is None else saved_shadows(self.shadow_dir, ctx.model_config,
-                                                                         ctx.train_config.device))
+                k=self.cfg.user_attack_k, cache=saved_shadows(self.shadow_dir, ctx.train_config.device))
         return self._user_attack
 
     def _mia_of(self, model: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from mmunlearn.bench.grid.results import (
     read_grid,
 )
 from mmunlearn.bench.grid.schema import REF_PREFIX, Cell, GridConfig, dataset_key, parse_sets
-from mmunlearn.config import build
+from mmunlearn.config import WHERE_IT_RUNS, build
 from mmunlearn.data.interactions import InteractionData
 from mmunlearn.errors import InputError
 from mmunlearn.io import atomic_write_json
@@ -36,7 +36,6 @@ from mmunlearn.runtime import resolve_device
 #: the partition a sharded exact method's grid model uses unless its ``partition`` is set
 METHOD_PARTITION = {"sisa": "random", "receraser": "user"}
 #: settings that do not change what a saved original is (where and how fast it ran, derived caches)
-REUSE_IGNORED = frozenset({"device", "threads", "graph_cache_dir"})
 #: test hook: seconds to sleep after writing each cell (lets a test kill the grid mid-way)
 SLOW_CELL_ENV = "MMUNLEARN_BENCH_SLOW_CELL"
 
@@ -243,7 +242,7 @@ class GroupRunner:
                            "model_config": asdict(self.model_config(backbone))})  # as saved: JSON
         for section, want in wanted.items():
             saved = meta.get(section, {})
-            for key in sorted(set(want) & set(saved) - REUSE_IGNORED):
+            for key in sorted(set(want) & set(saved) - WHERE_IT_RUNS):
                 if saved[key] != want[key]:
                     raise InputError(f"{folder}: trained with {section}.{key} = {saved[key]!r}, this grid uses "
                                      f"{want[key]!r}; remove that folder or use another --out")
