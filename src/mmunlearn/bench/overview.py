@@ -70,19 +70,19 @@ class CellSummary:
     def count(self, method: str, column: str) -> int:
         return mean_std(self.rows.get(method, []), column)[2]
 
-    def speed_column(self) -> str:
-        """``speedup_cpu`` where every seed of TRU has it (CPU seconds on both sides: the load does not move
-        it), else the wall-clock ``speedup``."""
-        tru = self.rows.get("tru", [])
-        cpu = bool(tru) and all(r.get("speedup_cpu") is not None for r in tru)
+    def speed_column(self, method: str = "tru") -> str:
+        """``speedup_cpu`` where every seed of ``method`` has it (CPU seconds on both sides: the load does not
+        move it), else the wall-clock ``speedup``."""
+        rows = self.rows.get(method, [])
+        cpu = bool(rows) and all(r.get("speedup_cpu") is not None for r in rows)
         return "speedup_cpu" if cpu else "speedup"
 
-    def misses(self) -> list[str]:
-        """The bars TRU's means miss here (empty: all met)."""
+    def misses(self, method: str = "tru") -> list[str]:
+        """The bars ``method``'s means miss here (empty: all met)."""
         out = []
-        gap, util = self.mean("tru", "gap"), self.mean("tru", "ndcg@20_vs_retrain")
-        speed = self.mean("tru", self.speed_column())
-        mia, mia_rt = self.mean("tru", "mia_member_rate"), self.mean("tru", "mia_member_rate_retrain")
+        gap, util = self.mean(method, "gap"), self.mean(method, "ndcg@20_vs_retrain")
+        speed = self.mean(method, self.speed_column(method))
+        mia, mia_rt = self.mean(method, "mia_member_rate"), self.mean(method, "mia_member_rate_retrain")
         if gap is None or abs(gap) > MAX_ABS_GAP:
             out.append("gap")
         if util is None or util < MIN_UTILITY:
@@ -234,8 +234,9 @@ def backbone_table(cells: Sequence[CellSummary]) -> str:
     return "\n".join(lines)
 
 
-def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path) -> str:
-    """The overview: one table per backbone, the paired tests, the notes and the machines."""
+def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path, extra: Sequence[str] = ()) -> str:
+    """The overview: one table per backbone, the paired tests, the notes, ``extra`` sections (the CLI adds
+    the ablations', ``bench/ablations.py``, which builds on this module) and the machines."""
     rows = collect_rows(sources)
     cells = summarise(rows)
     parts = [f"# TRU across the measured grid (from `{manifest}`)", "",
@@ -262,6 +263,7 @@ def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path) ->
                   wilcoxon_text(wilcoxon_abs_gap([r for r in rows if r["backbone"] == backbone]), backbone), ""]
     parts += ["## All cells pooled", "", wilcoxon_text(wilcoxon_abs_gap(rows), "every (backbone, dataset, regime, "
                                                                           "seed) cell with both methods"), ""]
+    parts += [section for section in extra if section]
     machines = sorted({str(r["machine"]).split(", load avg")[0] for r in rows if r.get("machine")})
     parts += ["## Sources", ""] + [f"- `{src.folder}` → {src.dataset}"
                                    + (f" ({', '.join(src.regimes)})" if src.regimes else "")

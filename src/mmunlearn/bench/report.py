@@ -214,19 +214,26 @@ def wilcoxon_abs_gap(rows: Sequence[dict[str, Any]], a: str = "tru", b: str = "m
     if not by_key[a] or not by_key[b]:
         return {"n": 0, "status": "not run", "a": a, "b": b}
     keys = sorted(set(by_key[a]) & set(by_key[b]), key=str)
-    n = len(keys)
+    return paired_wilcoxon([by_key[a][k] for k in keys], [by_key[b][k] for k in keys], a, b, min_pairs)
+
+
+def paired_wilcoxon(x: Sequence[float], y: Sequence[float], a: str, b: str,
+                    min_pairs: int = MIN_WILCOXON_PAIRS) -> dict[str, Any]:
+    """Wilcoxon signed-rank test of the pairs (``x[k]`` of ``a``, ``y[k]`` of ``b``): what
+    :func:`wilcoxon_abs_gap` returns, for pairs a caller matched itself (e.g. an ablation beside the TRU of
+    its own folder, where two folders may hold one (dataset, backbone, regime, seed))."""
+    n = len(x)
     out: dict[str, Any] = {"n": n, "a": a, "b": b}
     if n < min_pairs:
         return {**out, "status": "n too small"}
-    x = np.array([by_key[a][k] for k in keys])
-    y = np.array([by_key[b][k] for k in keys])
-    d = x - y
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    d = xa - ya
     out.update({"median_diff": float(np.median(d)), "a_better": int((d < 0).sum()), "b_better": int((d > 0).sum())})
     if np.all(d == 0):
         return {**out, "status": "ok", "statistic": 0.0, "p_value": 1.0}
     from scipy.stats import wilcoxon
 
-    res = wilcoxon(x, y)
+    res = wilcoxon(xa, ya)
     return {**out, "status": "ok", "statistic": float(res.statistic), "p_value": float(res.pvalue)}
 
 
@@ -450,5 +457,5 @@ def demo_table(cells: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["write_report", "Report", "COLUMNS", "wilcoxon_abs_gap", "markdown_group_table", "best_rows",
+__all__ = ["write_report", "Report", "COLUMNS", "wilcoxon_abs_gap", "paired_wilcoxon", "markdown_group_table", "best_rows",
            "demo_table", "flat_row", "to_csv", "mean_std", "format_mean_std", "MIN_WILCOXON_PAIRS"]

@@ -127,11 +127,14 @@ def paired(results_dirs, method_a, method_b) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write the Markdown here (default: print)")
 def overview(manifest, out) -> None:
     """One table per backbone of TRU against SPEC's bars in every cell the MANIFEST's results folders hold
-    (TOML: one [section] per folder, see docs/results/overview.toml), with the paired tests vs MMRecUn."""
+    (TOML: one [section] per folder, see docs/results/overview.toml), with the paired tests vs MMRecUn and
+    every TRU ablation beside the TRU of its own folder."""
+    from mmunlearn.bench.ablations import ablation_markdown
     from mmunlearn.bench.overview import load_manifest, overview_markdown
     from mmunlearn.io import atomic_write_text
 
-    text = overview_markdown(load_manifest(manifest), manifest)
+    sources = load_manifest(manifest)
+    text = overview_markdown(sources, manifest, extra=[ablation_markdown(sources)])
     if out is None:
         click.echo(text)
     else:
