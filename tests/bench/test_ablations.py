@@ -78,3 +78,13 @@ def test_ablation_pairs_are_tested_once_enough_of_them_exist(tmp_path):
 def test_no_ablation_no_section(tmp_path):
     _write(tmp_path / "grid", "interaction", 0, "tru", TRU_SETTINGS)
     assert ablation_markdown(load_manifest(_manifest(tmp_path, '[a]\nfolder = "grid"\ndataset = "T"'))) == ""
+
+
+def test_per_seed_folders_make_one_row_and_a_repeated_seed_another(tmp_path):
+    for name, seed in (("s0", 0), ("s1", 1), ("again", 0)):
+        _write(tmp_path / name, "interaction", seed, "tru", TRU_SETTINGS, gap=-0.01)
+        _write(tmp_path / name, "interaction", seed, "tru-no-scaling", {**TRU_SETTINGS, "scaling": False}, gap=-0.02)
+    manifest = _manifest(tmp_path, *(f'[{n}]\nfolder = "{n}"\ndataset = "T"' for n in ("s0", "s1", "again")))
+    text = ablation_markdown(load_manifest(manifest))
+    assert "| tru-no-scaling | 2 | -0.010 | -0.020 ± 0.000 | +0.010 |" in text and "`s0`, `s1` |" in text
+    assert "| tru-no-scaling | 1 | -0.010 | -0.020 | +0.010 |" in text and "| `again` |" in text

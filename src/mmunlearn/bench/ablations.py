@@ -38,8 +38,8 @@ class AblationPair:
     ablated: dict[str, Any]
 
     @property
-    def group(self) -> tuple[str, str, str, str, str]:
-        return (self.tru["backbone"], self.dataset, self.tru["regime"], self.ablation, self.folder)
+    def group(self) -> tuple[str, str, str, str]:
+        return (self.tru["backbone"], self.dataset, self.tru["regime"], self.ablation)
 
     def abs_gap_change(self) -> float:
         """|gap| of the ablation − |gap| of TRU: > 0 when removing the part moved the deleted data away
@@ -119,18 +119,23 @@ def _group_summary(group: Sequence[AblationPair]) -> CellSummary:
 
 
 def ablation_table(pairs: Sequence[AblationPair]) -> str:
-    """One row per (backbone, dataset, regime, ablation, folder): TRU and the ablation side by side."""
+    """One row per (backbone, dataset, regime, ablation): TRU and the ablation side by side, over the seeds of
+    the folders that hold the pairs."""
     groups: dict[tuple, list[AblationPair]] = defaultdict(list)
-    for p in pairs:
-        groups[p.group].append(p)
+    for p in pairs:  # one group across per-seed folders; a seed met twice (two folders) opens another group
+        copy = 0
+        while any(q.tru["seed"] == p.tru["seed"] for q in groups[(*p.group, copy)]):
+            copy += 1
+        groups[(*p.group, copy)].append(p)
     order = list(dict.fromkeys(p.dataset for p in pairs))
     regime_rank = {r: i for i, r in enumerate(REGIMES)}
     lines = ["| backbone | dataset | regime | ablation | seeds | TRU gap | ablation gap | Δ\\|gap\\| | "
              "TRU N@20/RT | ablation N@20/RT | ablation ×RT | bars TRU misses | bars the ablation misses | "
-             "folder | measured |",
+             "folders | measured |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|"]
     for key in sorted(groups, key=lambda k: (k[0], order.index(k[1]), regime_rank.get(k[2], 9), k[3], k[4])):
-        backbone, dataset, regime, ablation, folder = key
+        backbone, dataset, regime, ablation, _ = key
+        folders = ", ".join(f"`{f}`" for f in dict.fromkeys(p.folder for p in groups[key]))
         s = _group_summary(groups[key])
         change = sum(p.abs_gap_change() for p in groups[key]) / len(groups[key])
         speed = s.speed_column(ablation)
@@ -143,7 +148,7 @@ def ablation_table(pairs: Sequence[AblationPair]) -> str:
                 format_mean_std("{:.3f}", s.mean(ablation, "ndcg@20_vs_retrain"), None),
                 format_mean_std("{:.0f}", s.mean(ablation, speed), None) + (" (CPU)" if speed == "speedup_cpu" else ""),
                 ", ".join(s.misses("tru")) or "none", ", ".join(s.misses(ablation)) or "none",
-                f"`{folder}`", " – ".join(dates) or "?"]
+                folders, " – ".join(dates) or "?"]
         lines.append("| " + " | ".join(cols) + " |")
     return "\n".join(lines)
 
