@@ -49,7 +49,7 @@ class AblationPair:
 
 def settings_apart(tru: dict[str, Any], ablated: dict[str, Any], ablation: str) -> list[str]:
     """The settings two cells ran with different values, less the ablation's preset switch and what either
-    selection searched ('' values for a setting one of them predates)."""
+    selection searched; a setting only one of them logged (the other predates it) counts as different."""
     from mmunlearn.unlearn.base import method_spec
 
     ignored = set(method_spec(ablation).preset)
