@@ -35,7 +35,6 @@ from mmunlearn.runtime import resolve_device
 
 #: the partition a sharded exact method's grid model uses unless its ``partition`` is set
 METHOD_PARTITION = {"sisa": "random", "receraser": "user"}
-#: settings that do not change what a saved original is (where and how fast it ran, derived caches)
 #: test hook: seconds to sleep after writing each cell (lets a test kill the grid mid-way)
 SLOW_CELL_ENV = "MMUNLEARN_BENCH_SLOW_CELL"
 
