@@ -51,3 +51,19 @@ def test_update_norm_per_branch_follows_the_scale(toy_trained, small_data):
     for b, c in scales.items():
         assert d_off[b] > 0
         assert d_on[b] / d_off[b] == pytest.approx(c, rel=1e-4)
+
+
+def test_a_lone_written_branch_is_not_rescaled(toy_trained, small_data):
+    """With shared groups kept out, the push writes the ID rows only: the ratios of the content branches
+    it never updates must not turn c_id into a step-size change (BENCHMARKS §9r)."""
+    applied = apply_request(small_data, sample_request(small_data, "interaction", 0.1, 0))
+    ctx = UnlearnContext(original=toy_trained, applied=applied, model_name="toy-mm", model_config=None)
+    common = {"epochs": 2, "tol": 0.0, "shared": "never"}
+    on = build_method("tru", **common).run(ctx)
+    off = build_method("tru", scaling=False, **common).run(ctx)
+    assert set(on.log["branch_ratios"]) == {"id", "image", "text"}  # the probe still measures every branch
+    assert len({round(v, 6) for v in on.log["branch_ratios"].values()}) > 1  # ... and they differ
+    assert on.log["branch_scales"] == {"id": 1.0}
+    assert on.log["steps"] > 0
+    for (name, p_on), p_off in zip(on.model.named_parameters(), off.model.parameters(), strict=True):
+        assert torch.equal(p_on, p_off), name

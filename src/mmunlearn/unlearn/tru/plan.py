@@ -137,8 +137,13 @@ def build_plan(model: Recommender, ctx: UnlearnContext, cfg: Any, rng: np.random
         items_only = False
     plan.active = ActiveSet(params=params_on, rows=rows, sensitivity=sens, groups=groups_on)
     plan.items_only = items_only
+    # scaling shares the step out among the branches the push writes; a branch isolation left out takes
+    # no share, else the mean is over ratios no update follows and a lone written branch gets c ≠ 1: a
+    # pure step-size change (MIG-GT Baby interaction: c_id = 0.25 left the push short, BENCHMARKS §9r)
+    written = {branches.get(n, "id") for n in params_on if not (items_only and n in tables)}
     ratios = branch_ratios(grads_f, grads_r, branches)
-    scales = branch_scales(ratios, cfg.c_min, cfg.c_max) if cfg.scaling else {b: 1.0 for b in ratios}
+    scales = branch_scales({b: r for b, r in ratios.items() if b in written}, cfg.c_min, cfg.c_max) \
+        if cfg.scaling else {b: 1.0 for b in written}
     log.update(plan.describe())
     log["branch_ratios"], log["branch_scales"] = ratios, scales
     del grads_f, grads_r

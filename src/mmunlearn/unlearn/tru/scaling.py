@@ -8,8 +8,10 @@ Per modality branch b (``id``, ``image``, ``text``, … as the backbone declares
 and the *reverse* (forget) gradient of every parameter of branch b is multiplied by c_b; the retain
 gradient is not scaled. A branch whose parameters carry much of the deletion relative to what the
 retained data needs (large ρ) is edited more; a shared branch that retained users lean on (small ρ) is
-edited less. With one branch (graph-only backbones) c = 1. TRU applies its updates with plain SGD so
-that c_b acts linearly on the step (Adam's per-coordinate normalisation would cancel it).
+edited less. The mean runs over the branches the push writes (``plan.py`` passes only those): a branch
+isolation left out takes no share of the step, and with one written branch (graph-only backbones, or
+isolation keeping the push in the ID rows) c = 1. TRU applies its updates with plain SGD so that c_b acts
+linearly on the step (Adam's per-coordinate normalisation would cancel it).
 """
 
 from __future__ import annotations
