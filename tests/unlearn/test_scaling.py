@@ -36,9 +36,13 @@ def _deltas(model, original, branches):
     return out
 
 
-def test_update_norm_per_branch_follows_the_scale(toy_trained, small_data):
+def _interaction_ctx(toy_trained, small_data) -> UnlearnContext:
     applied = apply_request(small_data, sample_request(small_data, "interaction", 0.1, 0))
-    ctx = UnlearnContext(original=toy_trained, applied=applied, model_name="toy-mm", model_config=None)
+    return UnlearnContext(original=toy_trained, applied=applied, model_name="toy-mm", model_config=None)
+
+
+def test_update_norm_per_branch_follows_the_scale(toy_trained, small_data):
+    ctx = _interaction_ctx(toy_trained, small_data)
     common = {"epochs": 1, "tol": 0.0, "isolation": False, "lr": 0.05, "max_rel_step": 1e9}
     on = build_method("tru", **common).run(ctx)
     off = build_method("tru", scaling=False, **common).run(ctx)
@@ -56,8 +60,7 @@ def test_update_norm_per_branch_follows_the_scale(toy_trained, small_data):
 def test_a_lone_written_branch_is_not_rescaled(toy_trained, small_data):
     """With shared groups kept out, the push writes the ID rows only: the ratios of the content branches
     it never updates must not turn c_id into a step-size change (BENCHMARKS §9r)."""
-    applied = apply_request(small_data, sample_request(small_data, "interaction", 0.1, 0))
-    ctx = UnlearnContext(original=toy_trained, applied=applied, model_name="toy-mm", model_config=None)
+    ctx = _interaction_ctx(toy_trained, small_data)
     common = {"epochs": 2, "tol": 0.0, "shared": "never"}
     on = build_method("tru", **common).run(ctx)
     off = build_method("tru", scaling=False, **common).run(ctx)

@@ -139,8 +139,11 @@ def build_plan(model: Recommender, ctx: UnlearnContext, cfg: Any, rng: np.random
     plan.items_only = items_only
     # scaling shares the step out among the branches the push writes; a branch isolation left out takes
     # no share, else the mean is over ratios no update follows and a lone written branch gets c ≠ 1: a
-    # pure step-size change (MIG-GT Baby interaction: c_id = 0.25 left the push short, BENCHMARKS §9r)
-    written = {branches.get(n, "id") for n in params_on if not (items_only and n in tables)}
+    # pure step-size change (MIG-GT Baby interaction: c_id = 0.25 left the push short, BENCHMARKS §9r).
+    # With shared weights taking only the deleted items' terms, the rows' push competes with no branch:
+    # they step at 1 and take no share either.
+    scaled = {n: branches.get(n, "id") for n in params_on if not (items_only and n in tables)}
+    written = set(scaled.values())
     ratios = branch_ratios(grads_f, grads_r, branches)
     scales = branch_scales({b: r for b, r in ratios.items() if b in written}, cfg.c_min, cfg.c_max) \
         if cfg.scaling else {b: 1.0 for b in written}
@@ -151,10 +154,7 @@ def build_plan(model: Recommender, ctx: UnlearnContext, cfg: Any, rng: np.random
     # ----- what the optimiser updates ------------------------------------------------------------------
     plan.params = [named[n] for n in params_on]
     plan.is_table = [n in tables for n in params_on]
-    # with shared weights taking only the deleted items' terms, the rows' push competes with no branch:
-    # scaling it by c_b (ratios of gradients the rows never share) would only shrink or grow its step
-    plan.scale_of = [1.0 if items_only and n in tables else scales.get(branches.get(n, "id"), 1.0)
-                     for n in params_on]
+    plan.scale_of = [scales[scaled[n]] if n in scaled else 1.0 for n in params_on]
     precond = _preconditioners(model, tables, params_on, cfg.precondition, rng, device) \
         if cfg.precondition > 0 else {}
     plan.optimizer = RowPreconditionedSGD(
