@@ -75,6 +75,16 @@ def test_ablation_pairs_are_tested_once_enough_of_them_exist(tmp_path):
     assert "TRU closer to Retrain in 6, the ablation in 0" in text and "Wilcoxon p = 0.0312" in text
 
 
+def test_a_source_can_keep_its_superseded_ablations_out(tmp_path):
+    for name in ("old", "new"):  # the same request at two codes: only the newer folder's pairs count
+        _write(tmp_path / name, "interaction", 0, "tru", TRU_SETTINGS, gap=-0.05)
+        _write(tmp_path / name, "interaction", 0, "tru-no-gate", {**TRU_SETTINGS, "gate": False}, gap=-0.2)
+    manifest = _manifest(tmp_path, '[old]\nfolder = "old"\ndataset = "T"\nmethods = ["rebuild-reset"]\nablations = false',
+                         '[new]\nfolder = "new"\ndataset = "T"\nmethods = ["tru"]')
+    pairs, left_out = ablation_pairs(load_manifest(manifest))
+    assert [p.folder for p in pairs] == ["new"] and not left_out
+
+
 def test_no_ablation_no_section(tmp_path):
     _write(tmp_path / "grid", "interaction", 0, "tru", TRU_SETTINGS)
     assert ablation_markdown(load_manifest(_manifest(tmp_path, '[a]\nfolder = "grid"\ndataset = "T"'))) == ""

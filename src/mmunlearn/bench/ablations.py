@@ -7,7 +7,9 @@ when the two logged settings differ in nothing but the ablated switch and what e
 a folder whose TRU was rerun under newer defaults beside ablations of the older ones would otherwise credit
 the ablated part with the defaults' change. Such cells are counted as left out, with the settings that
 differ. The folder's TRU can be older than the overview's TRU row for the same cell (the overview takes
-the newest); the TRU gap is therefore printed beside each ablation.
+the newest); the TRU gap is therefore printed beside each ablation. A code change is no logged setting: where
+a folder's TRU and ablations ran before a change that another folder's TRU and ablations ran after, the
+older folder's source says ``ablations = false`` so that its pairs do not count twice, at the old code.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def _cells_by_seed(folder: Path, src: Source) -> dict[tuple, dict[str, dict[str,
     for cell in read_cells(folder):
         key = cell["cell"]
         method = key["method"]
-        if method != "tru" and not method.startswith(ABLATION_PREFIX):
+        if method != "tru" and not (method.startswith(ABLATION_PREFIX) and src.ablations):
             continue
         if (src.backbones and key["backbone"] not in src.backbones) or (src.regimes and key["regime"] not in src.regimes):
             continue

@@ -43,6 +43,8 @@ class Source:
     regimes: tuple[str, ...] = option((), "only these regimes of the folder (empty: all)")
     methods: tuple[str, ...] = option((), "only these methods / references of the folder (empty: all)")
     note: str = option("", "a remark printed under the backbone's table (e.g. why a cell is superseded)")
+    ablations: bool = option(True, "pair the folder's tru-no-* cells with its TRU in the ablation section; false "
+                                   "where they ran beside a TRU that another folder's (newer code) supersedes")
 
 
 @dataclass
