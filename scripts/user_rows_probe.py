@@ -23,19 +23,21 @@ import json
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from mmunlearn.bench.grid.runner import load_group
 from mmunlearn.evaluate.forgetting import model_percentiles
 
 
-def mean_percentile(model: torch.nn.Module, pairs: np.ndarray, exclude) -> float:
+def mean_percentile(model: torch.nn.Module, pairs: np.ndarray, exclude: sp.csr_matrix) -> float:
     model.eval()
     return float(model_percentiles(model, pairs, exclude).mean())
 
 
 @torch.no_grad()
-def with_rows(model: torch.nn.Module, users: torch.Tensor, rows: torch.Tensor, pairs: np.ndarray, exclude) -> float:
+def with_rows(model: torch.nn.Module, users: torch.Tensor, rows: torch.Tensor, pairs: np.ndarray,
+              exclude: sp.csr_matrix) -> float:
     """The mean percentile with ``users``' rows swapped for ``rows``; the model is restored afterwards."""
     saved = model.user_emb[users].clone()
     model.user_emb[users] = rows
