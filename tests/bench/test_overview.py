@@ -62,6 +62,20 @@ def test_overview_joins_folders_on_one_request_and_applies_the_bars(tmp_path):
     assert "n too small (n = 3" in text  # three paired cells: no p-value is claimed
 
 
+def test_a_gap_miss_the_second_seed_retrain_shares_is_named_so_and_still_counted(tmp_path):
+    for seed in (0, 1, 2):
+        _write(tmp_path / "a", "user", seed, "tru", **{**GOOD, "gap": 0.05})
+        _write(tmp_path / "a", "user", seed, "ref-retrain-noise", gap=0.04 + 0.01 * seed)  # mean +0.05: misses too
+        _write(tmp_path / "a", "item", seed, "tru", **{**GOOD, "gap": 0.05})
+        _write(tmp_path / "a", "item", seed, "ref-retrain-noise", gap=0.01)
+    manifest = _manifest(tmp_path / "m.toml", '[a]\nfolder = "a"\ndataset = "T"')
+    cells = {c.regime: c for c in summarise(collect_rows(load_manifest(manifest)))}
+    assert cells["user"].retrain_misses_gap() and not cells["item"].retrain_misses_gap()
+    text = overview_markdown(load_manifest(manifest), manifest)
+    assert "## lightgcn: 0 of 2 cells meet every bar" in text
+    assert "| +0.050 | gap (2nd-seed Retrain too) |" in text and "| +0.010 | gap |" in text
+
+
 def test_overview_refuses_two_requests_or_one_method_twice_for_a_cell(tmp_path):
     _write(tmp_path / "a", "item", 0, "tru", **GOOD)
     _write(tmp_path / "b", "item", 0, "mmrecun", request="other", gap=-0.2)

@@ -31,6 +31,8 @@ MIN_UTILITY = 0.97
 MIN_SPEEDUP = 20.0
 MAX_MIA_DIFF = 0.05
 MIN_SEEDS = 3
+#: how the table names a gap miss that the second-seed Retrain shares (still a miss: the cell is not counted as met)
+NOISE_GAP_MISS = "gap (2nd-seed Retrain too)"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,12 @@ class CellSummary:
         rows = self.rows.get(method, [])
         cpu = bool(rows) and all(r.get("speedup_cpu") is not None for r in rows)
         return "speedup_cpu" if cpu else "speedup"
+
+    def retrain_misses_gap(self) -> bool:
+        """The second-seed Retrain's own mean gap misses the gap bar: there the bar lies inside Retrain's seed
+        noise, and a method's miss says nothing a second Retrain would not (MIG-GT Baby user, BENCHMARKS §9t)."""
+        noise = self.mean("ref-retrain-noise", "gap")
+        return noise is not None and abs(noise) > MAX_ABS_GAP
 
     def misses(self, method: str = "tru") -> list[str]:
         """The bars ``method``'s means miss here (empty: all met)."""
@@ -223,7 +231,8 @@ def backbone_table(cells: Sequence[CellSummary]) -> str:
              "rebuild-reset gap | Retrain 2nd seed gap | misses | TRU off today's defaults | measured |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for c in cells:
-        misses, speed = c.misses(), c.speed_column()
+        misses = [NOISE_GAP_MISS if m == "gap" and c.retrain_misses_gap() else m for m in c.misses()]
+        speed = c.speed_column()
         dates = sorted(c.dates)[::max(len(c.dates) - 1, 1)]  # the first and the last
         cols = [c.dataset, c.regime, str(len(c.seeds)), format_mean_std("{:+.3f}", c.mean("tru", "gap"), c.std("tru", "gap")),
                 _tru(c, "ks", "{:.3f}"),
@@ -244,7 +253,8 @@ def overview_markdown(sources: Sequence[tuple[Source, Path]], manifest: Path, ex
     parts = [f"# TRU across the measured grid (from `{manifest}`)", "",
              f"Means over the seeds TRU ran. Bars (SPEC §6, issue #11): |gap| ≤ {MAX_ABS_GAP}, N@20/RT ≥ "
              f"{MIN_UTILITY}, ×RT ≥ {MIN_SPEEDUP:.0f}, |MIA − Retrain's| ≤ {MAX_MIA_DIFF}, ≥ {MIN_SEEDS} seeds; "
-             "`misses` lists the bars a cell does not meet. ×RT is Retrain's seconds ÷ TRU's: CPU seconds where "
+             f"`misses` lists the bars a cell does not meet (`{NOISE_GAP_MISS}`: the Retrain trained again with "
+             "another seed misses the gap bar there as well). ×RT is Retrain's seconds ÷ TRU's: CPU seconds where "
              "every seed logged them (marked CPU; the load does not move them), else wall seconds on a shared "
              "machine (see each folder's results.md for the load). TRU rows are what TRU's defaults were on "
              "each cell's date; `TRU off today's defaults` names the settings (not searched by the selection, "
