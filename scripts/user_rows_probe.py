@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ import torch
 
 from mmunlearn.bench.grid.runner import load_group
 from mmunlearn.evaluate.forgetting import model_percentiles
+from mmunlearn.models.base import Recommender
 
 
 def mean_percentile(model: torch.nn.Module, pairs: np.ndarray, exclude: sp.csr_matrix) -> float:
@@ -35,40 +38,54 @@ def mean_percentile(model: torch.nn.Module, pairs: np.ndarray, exclude: sp.csr_m
     return float(model_percentiles(model, pairs, exclude).mean())
 
 
-@torch.no_grad()
-def with_rows(model: torch.nn.Module, users: torch.Tensor, rows: torch.Tensor, pairs: np.ndarray,
-              exclude: sp.csr_matrix) -> float:
-    """The mean percentile with ``users``' rows swapped for ``rows``; the model is restored afterwards."""
-    saved = model.user_emb[users].clone()
-    model.user_emb[users] = rows
+def user_tables(model: Recommender) -> dict[str, torch.nn.Parameter]:
+    params = dict(model.named_parameters())
+    return {n: params[n] for n, kind in model.embedding_tables().items() if kind == "user"}
+
+
+@contextmanager
+def rows_restored(model: Recommender, users: np.ndarray) -> Iterator[dict[str, torch.nn.Parameter]]:
+    """``users``' rows of every user table may be changed inside; they are put back afterwards."""
+    tables = user_tables(model)
+    idx = torch.as_tensor(users, dtype=torch.long)
+    saved = {n: p[idx].detach().clone() for n, p in tables.items()}
     try:
-        return mean_percentile(model, pairs, exclude)
+        yield tables
     finally:
-        model.user_emb[users] = saved
+        with torch.no_grad():
+            for n, p in tables.items():
+                p[idx] = saved[n]
 
 
+@torch.no_grad()
 def probe(models: Path, dataset: str, backbone: str, seed: int, draws: int) -> dict[str, object]:
     group = load_group(models, dataset, backbone, "user", seed)
     applied = group.ctx.applied
-    pairs, exclude = applied.forget_pairs, applied.retain.train
-    users = torch.as_tensor(applied.deleted_users)
+    pairs, exclude, users = applied.forget_pairs, applied.retain.train, applied.deleted_users
     retrain, noise = group.retrain, group.noise
-    if not hasattr(retrain, "user_emb"):
-        raise SystemExit(f"error: backbone {backbone!r} has no user_emb table to swap rows in")
-    dim = retrain.user_emb.shape[1]
+    if not user_tables(retrain):
+        raise SystemExit(f"error: backbone {backbone!r} has no user table to swap rows in")
+    idx = torch.as_tensor(users, dtype=torch.long)
     fresh = []
-    for k in range(draws):
-        gen = torch.Generator().manual_seed(10_000 + k)
-        rows = torch.randn(len(users), dim, generator=gen) / dim ** 0.5  # the backbone's initialisation scale
-        fresh.append(with_rows(retrain, users, rows, pairs, exclude))
+    for k in range(draws):  # drawn as TRU's reset draws them (the backbone's own initialisation)
+        with rows_restored(retrain, users):
+            retrain.reset_rows(users, np.zeros(0, dtype=np.int64), seed=10_000 + k)
+            fresh.append(mean_percentile(retrain, pairs, exclude))
+    with rows_restored(retrain, users) as tables:
+        for p in tables.values():
+            p[idx] = 0.0
+        zero = mean_percentile(retrain, pairs, exclude)
+    with rows_restored(noise, users) as tables:
+        for n, p in tables.items():
+            p[idx] = user_tables(retrain)[n][idx]
+        swapped = mean_percentile(noise, pairs, exclude)
     return {
         "seed": seed, "deleted_users": int(len(users)), "deleted_pairs": int(len(pairs)),
         "retrain": mean_percentile(retrain, pairs, exclude),
         "retrain_2nd_seed": mean_percentile(noise, pairs, exclude),
         "retrain_fresh_rows": fresh,
-        "retrain_zero_rows": with_rows(retrain, users, torch.zeros(len(users), dim), pairs, exclude),
-        "retrain_2nd_seed_with_retrain_rows": with_rows(noise, users, retrain.user_emb[users].detach().clone(),
-                                                        pairs, exclude),
+        "retrain_zero_rows": zero,
+        "retrain_2nd_seed_with_retrain_rows": swapped,
     }
 
 
