@@ -8,6 +8,7 @@ metadata — including an applied forget request — and loads the model on any 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ def train_and_save(prepared: PreparedData, model_name: str, model_cfg: Any, trai
     seed_everything(train_cfg.seed)
     data = prepared.data
     model = build_model(model_name, data, model_cfg)
-    progress = out.parent / f".{out.name}.shards-progress"  # beside the run: resumable, never inside it
+    progress = out.parent / f".{out.name}.progress"  # shards or a snapshot, beside the run: never inside it
     result = fit(model, data, train_cfg, nproc=nproc, work_dir=progress, show_progress=show_progress)
     if not is_main_process():
         return TrainedRun(model=model, meta={}, result=result, test={}, valid={})
@@ -145,11 +146,9 @@ def train_and_save(prepared: PreparedData, model_name: str, model_cfg: Any, trai
             metrics={"valid": valid, "test": test, "best_epoch": result.best_epoch,
                      "epochs_run": result.epochs_run, "train_seconds": result.seconds},
             extra={**(extra or {}), **record, "history": result.history, "content_warnings": prepared.warnings,
+                   **({"resumed": result.resumed} if result.resumed else {}),
                    **_parallel_record(model, result, nproc)})
-    if model_name == "sharded":
-        import shutil
-
-        shutil.rmtree(progress, ignore_errors=True)  # the checkpoint holds the shards now
+    shutil.rmtree(progress, ignore_errors=True)  # the checkpoint holds the model now
     return TrainedRun(model=model, meta=meta, result=result, test=test, valid=valid)
 
 

@@ -63,7 +63,7 @@ def _shard_state(model: ShardedRecommender, k: int) -> dict[str, torch.Tensor]:
 def test_sharded_checkpoint_round_trips(sisa_run):
     meta = read_meta(sisa_run)
     assert meta["model"] == "sharded" and meta["sharded"]["shards"] == 3
-    assert not (sisa_run.parent / f".{sisa_run.name}.shards-progress").exists()  # progress is removed once the checkpoint exists
+    assert not (sisa_run.parent / f".{sisa_run.name}.progress").exists()  # progress is removed once the checkpoint exists
     ckpt = load_data_and_model(sisa_run)
     assert isinstance(ckpt.model, ShardedRecommender) and weights_hash(ckpt.model) == meta["weights_sha256"]
     assert any(n.startswith("shards.2.") for n in ckpt.model.state_dict()) and "shard_of" in ckpt.model.state_dict()

@@ -1,7 +1,9 @@
 """One entry point for every way of training a freshly built model: ``fit``.
 
 A sharded model trains shard by shard (``train.sharded``), ``nproc > 1`` (or a ``torchrun`` launch)
-trains data-parallel (``train.distributed``), anything else runs the single-process trainer. The
+trains data-parallel (``train.distributed``), anything else runs the single-process trainer. ``work_dir``
+holds what makes an interrupted training resumable: finished shards, or the single-process trainer's
+snapshots (``train.snapshot``); data-parallel training has neither. The
 pipeline (``mmunlearn train``) and Retrain both call this, so they support the same modes.
 """
 
@@ -26,7 +28,7 @@ def fit(model: Recommender, data: InteractionData, cfg: TrainConfig, *, nproc: i
 
     if nproc > 1 or launched_by_torchrun():
         return train_distributed(model, data, cfg, nproc, show_progress=show_progress)
-    return train(model, data, cfg, show_progress=show_progress)
+    return train(model, data, cfg, show_progress=show_progress, snapshot_dir=work_dir)
 
 
 __all__ = ["fit"]

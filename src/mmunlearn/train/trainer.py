@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from mmunlearn.models.base import Recommender
 from mmunlearn.progress import progress_bar
 from mmunlearn.runtime import device_problem, resolve_device, tune_allocator
 from mmunlearn.train.sampling import bpr_batches
+from mmunlearn.train.snapshot import LoopState, Snapshots, snapshot_key
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,10 @@ class TrainResult:
     best_epoch: int
     best_valid: dict[str, float]
     epochs_run: int
-    seconds: float
+    seconds: float  # the whole training's, an interrupted process's part included
     history: list[dict[str, float]] = field(default_factory=list)
+    #: from a snapshot: {"epoch", "seconds", "cpu_seconds"} the interrupted process(es) had done ({} if not)
+    resumed: dict[str, float] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -110,6 +114,11 @@ class ValidSelection:
         else:
             self.since_best += 1
 
+    def resume(self, loop: LoopState) -> None:
+        """Take over a snapshot's counters (its best weights are already in ``self.state.path``)."""
+        self.best_score, self.best_epoch = loop.best_score, loop.best_epoch
+        self.best_valid, self.since_best = loop.best_valid, loop.since_best
+
     def should_stop(self, epoch: int, cfg: TrainConfig) -> bool:
         return epoch >= cfg.min_epochs and self.since_best >= cfg.patience
 
@@ -139,19 +148,31 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, data: Inte
 
 
 def train(model: Recommender, data: InteractionData, cfg: TrainConfig, *, show_progress: bool = True,
-          on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
-    """Train ``model`` in place and leave it at its best-valid state."""
+          on_epoch: Callable[[dict[str, float]], None] | None = None, snapshot_dir: Path | None = None,
+          snapshot_seconds: float = 300.0) -> TrainResult:
+    """Train ``model`` in place and leave it at its best-valid state.
+
+    With ``snapshot_dir`` the loop's whole state is written there at the end of an epoch, at most once per
+    ``snapshot_seconds``, and a training started with a snapshot of the same training there goes on from
+    it (``snapshot.py``); removing the folder once the model is saved is the caller's part.
+    """
     device = configure_runtime(cfg)
     model.to(device)
     rng = np.random.default_rng(cfg.seed)
     optimizer = make_optimizer(model, cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
     selection = ValidSelection(model)
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    epoch = 0
+    snaps = Snapshots(snapshot_dir, snapshot_key(model, data, cfg) if snapshot_dir else {}, snapshot_seconds)
+    loop = snaps.read(model, selection.state.path, optimizer, scheduler, rng, device)
+    resumed = {} if loop is None else {"epoch": loop.epoch, "seconds": loop.seconds, "cpu_seconds": loop.cpu_seconds}
+    loop = loop or LoopState()
+    selection.resume(loop)
+    history = loop.history
+    start, cpu_start = time.perf_counter(), time.process_time()
+    epoch = loop.epoch
     with progress_bar(total=cfg.epochs, desc=f"train {model.name}", enabled=show_progress) as bar:
-        for epoch in range(1, cfg.epochs + 1):
+        bar.update(loop.epoch)
+        for epoch in range(loop.epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             loss = train_epoch(model, optimizer, data, cfg.batch_size, rng, device)
             scheduler.step()
@@ -163,7 +184,13 @@ def train(model: Recommender, data: InteractionData, cfg: TrainConfig, *, show_p
             bar.update(1, loss=f"{loss:.4f}", best=selection.describe())
             if selection.should_stop(epoch, cfg):
                 break
+            if snaps.due():
+                snaps.write(model, selection.state.path, optimizer, scheduler, rng, LoopState(
+                    epoch=epoch, best_score=selection.best_score, best_epoch=selection.best_epoch,
+                    best_valid=selection.best_valid, since_best=selection.since_best, history=history,
+                    seconds=loop.seconds + time.perf_counter() - start,
+                    cpu_seconds=loop.cpu_seconds + time.process_time() - cpu_start))
     optimizer.state.clear()  # Adam's moments (2× the weights) are freed before the best weights load
     selection.state.restore(model)
     return TrainResult(best_epoch=selection.best_epoch, best_valid=selection.best_valid, epochs_run=epoch,
-                       seconds=time.perf_counter() - start, history=history)
+                       seconds=loop.seconds + time.perf_counter() - start, history=history, resumed=resumed)

@@ -82,12 +82,18 @@ class UnlearnMethod(ABC):
         ``seconds`` is wall time, what a user waits. The log's ``cpu_seconds`` is the process's CPU time over
         the call: on a shared CPU machine other jobs stretch the first but not the second, so a speed-up
         from CPU seconds on both sides does not depend on the load (on a GPU it misses the device's work).
+        A method that went on from an interrupted process's work (a Retrain resumed from a training
+        snapshot) logs that work's seconds under ``resumed``; they are counted in, so a resume never makes
+        Retrain look cheaper than it was.
         """
         torch.manual_seed(ctx.seed)
         before = _fingerprint(ctx.original)
         start, cpu_start = time.perf_counter(), time.process_time()
         model, log = self._run(ctx)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        earlier = log.get("resumed") or {}  # a Retrain gone on from an interrupted process's snapshot
+        seconds += float(earlier.get("seconds", 0.0))
+        cpu_seconds += float(earlier.get("cpu_seconds", 0.0))
         if _fingerprint(ctx.original) != before:  # a bug, never a user error
             raise RuntimeError(f"method {self.name!r} modified the original model")
         log = {"method": self.name, "config": _config_dict(self.config), **log, "cpu_seconds": cpu_seconds}

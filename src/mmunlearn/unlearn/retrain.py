@@ -38,9 +38,11 @@ class Retrain(UnlearnMethod):
         model = build_model(ctx.model_name, ctx.retain, ctx.model_config)
         result = fit(model, ctx.retain, cfg, nproc=self.config.nproc, work_dir=ctx.work_dir,
                      show_progress=ctx.show_progress)
-        return model, {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                       "best_valid": result.best_valid, "train_seconds": result.seconds,
-                       "seed": ctx.seed}
+        log = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+               "best_valid": result.best_valid, "train_seconds": result.seconds, "seed": ctx.seed}
+        if result.resumed:  # UnlearnMethod.run counts the interrupted process's time in
+            log["resumed"] = result.resumed
+        return model, log
 
 
 register_method("retrain", Retrain, RetrainConfig,

@@ -9,6 +9,7 @@ rows (dicts), also rendered as Markdown.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,7 +87,8 @@ def retrain_cached(ctx: UnlearnContext, seed: int, cache_dir: Path | None) -> tu
     """Retrain with ``seed`` on the request's retain data; reuse ``cache_dir/retrain-<hash>-s<seed>``.
 
     A cached model is reused only if it was trained with the same backbone, model config and training
-    config (threads/device aside) on the same retain data (the checkpoint's fingerprint check).
+    config (threads/device aside) on the same retain data (the checkpoint's fingerprint check). A training
+    killed half-way goes on from its snapshot beside the slot (``train.snapshot``) when run again.
     """
     folder = None
     if cache_dir is not None:
@@ -95,9 +97,10 @@ def retrain_cached(ctx: UnlearnContext, seed: int, cache_dir: Path | None) -> tu
             return load_retrain(found, ctx)
         slots = _cache_slots(ctx, seed, cache_dir)
         folder = next((f for f in slots if not (f / "meta.json").is_file()), slots[-1])
+    progress = None if folder is None else folder.parent / f".{folder.name}.progress"
     sub = UnlearnContext(original=ctx.original, applied=ctx.applied, model_name=ctx.model_name,
                          model_config=ctx.model_config, train_config=ctx.train_config, seed=seed,
-                         device=ctx.device, show_progress=ctx.show_progress)
+                         device=ctx.device, show_progress=ctx.show_progress, work_dir=progress)
     res = build_method("retrain").run(sub)
     if folder is not None:
         save_checkpoint(folder, res.model, ctx.retain, model_config=ctx.model_config,
@@ -105,6 +108,7 @@ def retrain_cached(ctx: UnlearnContext, seed: int, cache_dir: Path | None) -> tu
                         extra={"unlearn": {"method": "retrain", "seconds": res.seconds, "log": res.log,
                                            "request_hash": ctx.applied.request.hash,
                                            "config_key": _cache_key(ctx)}})
+        shutil.rmtree(progress, ignore_errors=True)
     return res.model, res.seconds, res.log
 
 
