@@ -9,10 +9,10 @@ spent — so a resumed training is the same computation as an uninterrupted one,
 (``tests/train/test_snapshot.py``).
 
 A snapshot is keyed by what the training depends on (backbone, model config, training config but where
-it runs, the data's fingerprint): one written for other data or settings is ignored and replaced, never
-resumed. It is written at evaluation epochs, at most once per ``every_seconds``, by swapping in a
-complete folder (:func:`mmunlearn.io.staged_dir`), so a kill while writing leaves the previous one.
-Checkpoints are loaded with ``weights_only=True``.
+it runs, the data's fingerprint and its content features): one written for other data or settings is
+removed, never resumed. It is written at the end of an epoch, at most once per ``every_seconds``, by
+swapping in a complete folder (:func:`mmunlearn.io.staged_dir`), so a kill while writing leaves the
+previous one. Its tensors load with ``weights_only=True``. Data-parallel training writes none.
 """
 
 from __future__ import annotations
