@@ -1,4 +1,4 @@
-"""``mmunlearn bench run | report | paired | overview | speed`` and ``mmunlearn demo``."""
+"""``mmunlearn bench run | report | paired | overview | status | speed`` and ``mmunlearn demo``."""
 
 from __future__ import annotations
 
@@ -140,6 +140,18 @@ def overview(manifest, out) -> None:
     else:
         atomic_write_text(out, text)
         click.echo(f"wrote {out}")
+
+
+@bench.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+def status(folders) -> None:
+    """How far each results folder is: finished cells per (dataset, backbone, regime, seed), the saved
+    originals and Retrains, and any training stopped half-way (it goes on from its snapshot when `bench run`
+    runs again). Reads only."""
+    from mmunlearn.bench.status import folder_status
+
+    for folder in folders:
+        click.echo("\n".join(folder_status(folder).lines()))
 
 
 @bench.command()
