@@ -32,7 +32,8 @@ run_job() {  # dataset:seed
     --seeds "$seed" --regimes interaction,item,user --methods "$METHODS" --no-user-attack --extend \
     --device "$DEVICE" --threads "$THREADS" --quiet --out "results/grid-$name-miggt-s$seed" \
     >> "results/logs/grid-$name-miggt-s$seed.log" 2>&1
-  echo "[$(date -u +%FT%TZ)] grid-$name-miggt-s$seed rc=$?"
+  local rc=$?
+  echo "[$(date -u +%FT%TZ)] grid-$name-miggt-s$seed rc=$rc"
 }
 
 lane() {  # every LANES-th job from $1

@@ -79,6 +79,19 @@ def test_different_config_is_refused_unless_extend_with_superset(tmp_path):
     assert res.computed == [] and _stats(out) == after
 
 
+def test_extend_may_change_a_setting_of_a_regime_the_stored_grid_does_not_have(tmp_path):
+    """The user-level attack acts in the user regime only: a grid stored without it ran no cell with it."""
+    out = tmp_path / "res"
+    base = dict(mia=False, cka=False, overlap=False)
+    run_grid(tiny_config(regimes=["item"], user_attack=True, **base), out, show_progress=False, report=False)
+    res = run_grid(tiny_config(regimes=["item", "user"], user_attack=False, **base), out, extend=True,
+                   show_progress=False, report=False)
+    assert {c.regime for c in res.computed} == {"user"}
+    with pytest.raises(InputError, match="superset.*user_attack"):  # now a stored cell ran without it
+        run_grid(tiny_config(regimes=["item", "user"], user_attack=True, **base), out, extend=True,
+                 show_progress=False, report=False)
+
+
 def test_config_layers_and_validation(tmp_path):
     from mmunlearn.bench.grid import file_layer
     from tests.bench.conftest import write_toml

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmunlearn.bench.grid.schema import AXES, GridConfig, grid_config
+from mmunlearn.bench.grid.schema import AXES, REGIME_ONLY_FIELDS, GridConfig, grid_config
 from mmunlearn.errors import InputError
 from mmunlearn.io import atomic_write_json
 
@@ -45,12 +45,17 @@ def now() -> str:
 
 
 def _superset_problems(new: dict[str, Any], old: dict[str, Any]) -> list[str]:
+    """Why ``new`` cannot extend ``old``: an axis value dropped, or a setting changed that a stored cell
+    ran with (a setting of a regime the stored grid does not have acted on none of its cells)."""
     problems = []
+    old_regimes = set(map(str, old.get("regimes", [])))
     for key in sorted(set(new) | set(old)):
         if key in AXES:
             missing = sorted(set(map(str, old.get(key, []))) - set(map(str, new.get(key, []))))
             if missing:
                 problems.append(f"{key} drops {', '.join(missing)}")
+        elif key in REGIME_ONLY_FIELDS and REGIME_ONLY_FIELDS[key] not in old_regimes:
+            continue
         elif new.get(key) != old.get(key):
             problems.append(f"{key} {old.get(key)!r} -> {new.get(key)!r}")
     return problems

@@ -22,6 +22,10 @@ from mmunlearn.workflow.request import NOISE_SEED_OFFSET
 
 #: the list-valued fields: a grid may be *extended* along these, nothing else may change
 AXES = ("datasets", "backbones", "regimes", "methods", "seeds")
+#: grid fields that act in one regime only: a stored grid without that regime computed no cell with them, so
+#: ``--extend`` may change them while it adds the regime (``results._superset_problems``)
+REGIME_ONLY_FIELDS = {"user_attack": "user", "user_attack_epochs": "user", "user_attack_mf_dim": "user",
+                      "user_attack_k": "user"}
 #: reference cells written for every (dataset, backbone, regime, seed) group
 REFERENCES = ("retrain", "retrain-noise", "original")
 REF_PREFIX = "ref-"
