@@ -1,4 +1,4 @@
-"""How far a results folder is: cells per group, saved models, and trainings that stopped half-way.
+"""How far a results folder is: cells per group, saved models, and trainings under way or stopped half-way.
 
 Why: the grids of issue #11 take longer than one working session on a CPU machine and are started again and
 again (``bench run`` resumes). Before starting one again a user wants to know what is left — and a model
@@ -27,7 +27,8 @@ class GroupStatus:
 
 @dataclass
 class TrainingInProgress:
-    """A training that stopped after its snapshot of ``epoch`` and goes on from there when run again."""
+    """A training with a snapshot of ``epoch``: still running, or stopped since (a folder cannot tell which;
+    the snapshot's age hints). A stopped one goes on from the snapshot when the grid runs again."""
 
     model: str  # the folder it will be saved as, relative to models/
     epoch: int
@@ -60,9 +61,9 @@ class FolderStatus:
         if self.saved_models:
             out.append(f"  saved models ({len(self.saved_models)}): {', '.join(self.saved_models)}")
         for t in self.in_training:
-            out.append(f"  stopped in training: {t.model} after epoch {t.epoch} (best {t.best_epoch}, "
-                       f"{t.seconds / 60:.0f} min of training; snapshot {t.age_seconds / 60:.0f} min old)"
-                       " — goes on from there when the grid runs again")
+            out.append(f"  in training (or stopped): {t.model}, last snapshot after epoch {t.epoch} (best {t.best_epoch}, "
+                       f"{t.seconds / 60:.0f} min of training) {t.age_seconds / 60:.0f} min ago; stopped, it goes "
+                       "on from there when the grid runs again")
         return out
 
 

@@ -146,8 +146,8 @@ def overview(manifest, out) -> None:
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 def status(folders) -> None:
     """How far each results folder is: finished cells per (dataset, backbone, regime, seed), the saved
-    originals and Retrains, and any training stopped half-way (it goes on from its snapshot when `bench run`
-    runs again). Reads only."""
+    originals and Retrains, and any training under way or stopped half-way (a stopped one goes on from its
+    snapshot when `bench run` runs again). Reads only."""
     from mmunlearn.bench.status import folder_status
 
     for folder in folders:
