@@ -17,7 +17,9 @@ DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-1}
 MM=${MM:-.venv/bin/mmunlearn}
 JOBS=${JOBS:-"sports-text:0 sports-text:1 clothing:0 clothing:1 sports-text:2 clothing:2"}
-METHODS=rebuild,rebuild-reset,neggrad,mmrecun,tru
+# TRU's ablations too (issue #11: "all methods and ablations"); in the user regime TRU takes no step after the
+# reset, so there they cost seconds and return TRU's model
+METHODS=${METHODS:-rebuild,rebuild-reset,neggrad,mmrecun,tru,tru-no-gate,tru-no-scaling,tru-no-isolation,tru-no-repair}
 mkdir -p results/logs
 
 run_job() {  # dataset:seed
