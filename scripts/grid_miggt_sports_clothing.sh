@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The MIG-GT half of issue #11's grid on Sports (real text + synthetic image) and Clothing (synthetic content):
 # 2 datasets × 3 seeds, one results folder per (dataset, seed) holding the three regimes (interaction first, then
-# item, then user), run as LANES parallel jobs at one thread each. About 25 core-hours on a 2-core CPU machine
+# item, then user), run as LANES parallel jobs at one thread each. About 35 core-hours on a 2-core CPU machine
 # (docs/BENCHMARKS.md §9d), so it is meant to be started again and again: finished cells are kept, saved originals
 # and Retrains are reused, and a model killed half-way goes on from its last training snapshot (≤ 5 min old).
 #   bash scripts/grid_miggt_sports_clothing.sh                  # from the repository root, after the set-up below
