@@ -10,16 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from mmunlearn.config import WHERE_IT_RUNS
 from mmunlearn.data.interactions import InteractionData
 from mmunlearn.evaluate.user_attack import UserAttack, fit_user_attack_with
 from mmunlearn.models.base import Recommender
 from mmunlearn.models.registry import build_model
+from mmunlearn.train.keys import training_record
 from mmunlearn.train.trainer import TrainConfig, train
 
 #: ``(shadow_data, key, train_fresh) -> shadow``: returns the shadow saved under ``key`` for this data,
@@ -66,12 +66,7 @@ def fit_user_attack(data: InteractionData, backbone_name: str, model_config: Any
 def _shadow_key(data: InteractionData, backbone_name: str, model_config: Any, cfg: TrainConfig) -> str:
     """What a saved shadow depends on: the shadow split, the content, the backbone and both configs
     (less :data:`~mmunlearn.config.WHERE_IT_RUNS`, as for the grid's reuse of an original)."""
-    def what(config: Any) -> dict[str, Any]:
-        return {k: v for k, v in asdict(config).items() if k not in WHERE_IT_RUNS}
-
-    record = {"data": data.fingerprint(), "content": data.content_fingerprint(), "backbone": backbone_name,
-              "model_config": what(model_config), "train_config": what(cfg)}
-    text = json.dumps(record, sort_keys=True, default=str)
+    text = json.dumps(training_record(data, backbone_name, model_config, cfg), sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 

@@ -8,16 +8,14 @@ schedule, the torch and numpy random streams, the early-stopping counters, the h
 spent — so a resumed training is the same computation as an uninterrupted one, bit for bit
 (``tests/train/test_snapshot.py``).
 
-A snapshot is keyed by what the training depends on (backbone, model config, training config but where
-it runs, the data's fingerprint and its content features): one written for other data or settings is
-removed, never resumed. It is written at the end of an epoch, at most once per ``every_seconds``, by
+A snapshot is keyed by what the training depends on (``train/keys.py``, the key of the saved user-attack
+shadow too): one written for other data or settings is removed, never resumed. It is written at the end of an epoch, at most once per ``every_seconds``, by
 swapping in a complete folder (:func:`mmunlearn.io.staged_dir`), so a kill while writing leaves the
 previous one. Its tensors load with ``weights_only=True``. Data-parallel training writes none.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -32,27 +30,16 @@ from safetensors.torch import load_file, save_file
 from mmunlearn.data.interactions import InteractionData
 from mmunlearn.io import staged_dir
 from mmunlearn.models.base import Recommender
+from mmunlearn.train.keys import training_record
 
 SNAPSHOT_FORMAT = 1
-#: settings of where a training runs, which do not change what it computes
-WHERE_IT_RUNS = ("threads", "device")
 
 
 def snapshot_key(model: Recommender, data: InteractionData, cfg: Any) -> dict[str, Any]:
-    """What a training's result depends on; a snapshot with another key is not resumed."""
-    model_cfg = getattr(model, "config", None)
-    try:
-        model_record = asdict(model_cfg) if model_cfg is not None else {}
-    except TypeError:
-        model_record = {}
-    train_record = {k: v for k, v in asdict(cfg).items() if k not in WHERE_IT_RUNS}
-    # the data's fingerprint covers the splits, not the content: a backbone trained on other features
-    # (real text instead of synthetic) is another training
-    content = {name: hashlib.sha256(np.ascontiguousarray(m.values)).hexdigest()
-               for name, m in sorted(data.modalities.items())}
-    return json.loads(json.dumps({"format": SNAPSHOT_FORMAT, "backbone": model.name, "model_config": model_record,
-                                  "train_config": train_record, "data": data.fingerprint(), "content": content},
-                                 default=str))
+    """What a training's result depends on (``train/keys.py``), as it reads back from the snapshot's JSON;
+    a snapshot with another key is not resumed."""
+    record = {"format": SNAPSHOT_FORMAT, **training_record(data, model.name, model.config, cfg)}
+    return json.loads(json.dumps(record, default=str))
 
 
 @dataclass
