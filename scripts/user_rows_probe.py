@@ -75,9 +75,10 @@ def probe(models: Path, dataset: str, backbone: str, seed: int, draws: int) -> d
         for p in tables.values():
             p[idx] = 0.0
         zero = mean_percentile(retrain, pairs, exclude)
+    retrain_tables = user_tables(retrain)
     with rows_restored(noise, users) as tables:
         for n, p in tables.items():
-            p[idx] = user_tables(retrain)[n][idx]
+            p[idx] = retrain_tables[n][idx]
         swapped = mean_percentile(noise, pairs, exclude)
     return {
         "seed": seed, "deleted_users": int(len(users)), "deleted_pairs": int(len(pairs)),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mmunlearn.bench.grid.results import config_from_record, read_grid
-from mmunlearn.bench.grid.schema import dataset_key
+from mmunlearn.bench.grid.schema import Cell, dataset_key
 
 
 @dataclass
@@ -73,8 +73,10 @@ def folder_status(folder: Path) -> FolderStatus:
     record = read_grid(folder)
     cfg = config_from_record(record)
     status = FolderStatus(folder=folder, grid_hash=str(record.get("hash", "")))
-    for d, b, s, r in cfg.groups():
-        cells = [c for c in cfg.cells() if (c.dataset, c.backbone, c.seed, c.regime) == (d, b, s, r)]
+    groups: dict[tuple, list[Cell]] = {g: [] for g in cfg.groups()}
+    for c in cfg.cells():
+        groups[(c.dataset, c.backbone, c.seed, c.regime)].append(c)
+    for (d, b, s, r), cells in groups.items():
         status.groups.append(GroupStatus(name=f"{dataset_key(d)}/{b}/{r}/s{s}",
                                          done=sum(c.path(folder).is_file() for c in cells), total=len(cells)))
     models = folder / "models"
