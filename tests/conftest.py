@@ -42,3 +42,30 @@ def tiny_dataset(n_users: int = 60, n_items: int = 40, per_user: int = 8, seed: 
 @pytest.fixture
 def tiny() -> InteractionData:
     return tiny_dataset()
+
+
+class TrainingKilled(Exception):
+    """Stands for a process killed in the middle of a training."""
+
+
+@pytest.fixture
+def kill_training(monkeypatch):
+    """``kill_training(n)``: the n-th training epoch from now (counting every model) dies at its start, once;
+    every training snapshots at the end of each epoch instead of every few minutes."""
+    from mmunlearn.train import trainer
+
+    real_epoch, real_snapshots = trainer.train_epoch, trainer.Snapshots
+    monkeypatch.setattr(trainer, "Snapshots", lambda folder, key, every_seconds=300.0: real_snapshots(folder, key, 0.0))
+
+    def arm(n: int) -> None:
+        calls = []
+
+        def dying(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise TrainingKilled
+            return real_epoch(*args, **kwargs)
+
+        monkeypatch.setattr(trainer, "train_epoch", dying)
+
+    return arm
